@@ -1,0 +1,398 @@
+"""The job and execution models: one family shared by the REST API, the CLI
+and YAML files (FastAPI full-stack template style)::
+
+    JobBase ── JobCreate        body of POST / PUT, and of a YAML file
+           └── Job              stored: + id, timestamps, anchor, runtime fields
+    JobUpdate                   body of PATCH: every field optional
+    Job.public()                the Job with secrets read back as "***"
+
+Durations accept ``500ms``/``10s``/``5m``/``1h30m``/``1d`` or seconds and
+serialise back to that short form.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal, Optional, Union
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from chronos.durations import format_duration, parse_duration
+
+REDACTED = "***"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _duration(value: Any) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise PydanticCustomError("duration", str(e)) from None
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="always"),
+]
+
+
+class Strict(BaseModel):
+    """Unknown fields are rejected, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+
+class Concurrency(str, Enum):
+    allow = "allow"
+    forbid = "forbid"
+    replace = "replace"
+
+
+class MissedRuns(str, Enum):
+    execute_one = "execute_one"
+    execute_all = "execute_all"
+    ignore = "ignore"
+
+
+class Method(str, Enum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    HEAD = "HEAD"
+
+
+class ExecutionStatus(str, Enum):
+    pending = "pending"
+    running = "running"
+    success = "success"
+    failed = "failed"
+    timeout = "timeout"
+    skipped = "skipped"
+    cancelled = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self not in (ExecutionStatus.pending, ExecutionStatus.running)
+
+
+class Trigger(str, Enum):
+    scheduled = "scheduled"
+    manual = "manual"
+    catchup = "catchup"
+
+
+# ---------------------------------------------------------------- webhook
+
+
+class BearerAuth(Strict):
+    type: Literal["bearer"]
+    token: str = Field(min_length=1)
+
+
+class BasicAuth(Strict):
+    type: Literal["basic"]
+    username: str
+    password: str
+
+
+class ApiKeyAuth(Strict):
+    type: Literal["api_key"]
+    api_key: str = Field(min_length=1)
+    header: str = Field(default="X-API-Key", min_length=1, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+Auth = Annotated[Union[BearerAuth, BasicAuth, ApiKeyAuth], Field(discriminator="type")]
+
+_SECRET_HEADER = re.compile(r"^(authorization|proxy-authorization|cookie)$|(-key|-token|-secret)$", re.I)
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def is_secret_header(name: str) -> bool:
+    return bool(_SECRET_HEADER.search(name))
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError(
+            "url", f'"{url}" is not a valid webhook URL: use an absolute http:// or https:// URL'
+        )
+    return url
+
+
+class Webhook(Strict):
+    url: Annotated[str, Field(max_length=2048), AfterValidator(_check_url)]
+    method: Method = Method.GET
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Optional[str] = Field(default=None, max_length=1024 * 1024)
+    auth: Optional[Auth] = None
+    success_codes: Optional[list[Annotated[int, Field(ge=100, le=599)]]] = Field(
+        default=None, description="Status codes counted as success; default any 2xx."
+    )
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.match(name):
+                raise PydanticCustomError("header", f'header name "{name}" is not a valid HTTP header name')
+            if "\n" in value or "\r" in value:
+                raise PydanticCustomError("header", f'header "{name}" must not contain line breaks')
+        return headers
+
+    @model_validator(mode="after")
+    def _body_needs_method(self) -> "Webhook":
+        if self.body is not None and self.method in (Method.GET, Method.HEAD):
+            raise PydanticCustomError(
+                "body_not_allowed",
+                f"body is not allowed with method {self.method.value}: use POST, PUT or PATCH, or remove body",
+            )
+        return self
+
+    def is_success(self, status: int) -> bool:
+        if self.success_codes:
+            return status in self.success_codes
+        return 200 <= status < 300
+
+
+class RetryPolicy(Strict):
+    max_attempts: int = Field(default=3, ge=1, le=100, description="Total attempts, the first included.")
+    initial_interval: Duration = timedelta(seconds=1)
+    max_interval: Duration = timedelta(minutes=1)
+    multiplier: float = Field(default=2.0, ge=1.0, le=100.0)
+
+
+# ---------------------------------------------------------------- job
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name):
+        hint = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].strip("-") or "my-job"
+        raise PydanticCustomError(
+            "name", f'"{name}" must be kebab-case like "{hint}" (lowercase letters, digits and dashes, 1-63 chars)'
+        )
+    return name
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        if name and "/" not in name and name != "UTC" and name not in available_timezones():
+            raise ZoneInfoNotFoundError(name)
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise PydanticCustomError(
+            "timezone", f'"{name}" is not an IANA time zone: use a name like "UTC" or "America/New_York"'
+        ) from None
+    return name
+
+
+def _check_schedule(expression: str) -> str:
+    from chronos.errors import InvalidSchedule
+    from chronos.schedules import parse_schedule
+
+    try:
+        parse_schedule(expression)
+    except InvalidSchedule as e:
+        raise PydanticCustomError("invalid_schedule", str(e)) from None
+    return expression.strip()
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > 64:
+        raise PydanticCustomError("tags", "at most 64 tags are allowed")
+    for k, v in tags.items():
+        if not k or len(k) > 63 or len(v) > 256:
+            raise PydanticCustomError("tags", f'tag "{k[:63]}": keys are 1-63 chars, values at most 256')
+    return tags
+
+
+Name = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_check_name)]
+Timezone = Annotated[str, Field(max_length=64), AfterValidator(_check_timezone)]
+ScheduleExpr = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_check_schedule)]
+Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+
+
+class JobBase(Strict):
+    name: Name
+    description: Optional[str] = Field(default=None, max_length=1024)
+    schedule: ScheduleExpr
+    timezone: Timezone = "UTC"
+    webhook: Webhook
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout: Duration = timedelta(minutes=5)
+    concurrency: Concurrency = Concurrency.forbid
+    missed_runs: MissedRuns = MissedRuns.execute_one
+    catchup_window: Duration = timedelta(hours=1)
+    tags: Tags = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise PydanticCustomError("duration", "timeout must be more than 0s, e.g. \"30s\" or \"5m\"")
+        return v
+
+
+class JobCreate(JobBase):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "hourly-health-check",
+                    "description": "Check API health every hour",
+                    "schedule": "0 * * * *",
+                    "webhook": {"url": "https://api.example.com/health", "method": "GET"},
+                    "enabled": True,
+                }
+            ]
+        }
+    )
+
+
+class JobUpdate(Strict):
+    """PATCH body: a JSON merge patch (RFC 7396) over the stored job."""
+
+    name: Optional[Name] = None
+    description: Optional[str] = Field(default=None, max_length=1024)
+    schedule: Optional[ScheduleExpr] = None
+    timezone: Optional[Timezone] = None
+    webhook: Optional[dict[str, Any]] = None
+    retry_policy: Optional[dict[str, Any]] = None
+    timeout: Optional[Duration] = None
+    concurrency: Optional[Concurrency] = None
+    missed_runs: Optional[MissedRuns] = None
+    catchup_window: Optional[Duration] = None
+    tags: Optional[dict[str, Optional[str]]] = None
+    enabled: Optional[bool] = None
+
+
+class Job(JobBase):
+    """A stored job: the spec plus what the server assigns and observes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    anchor: datetime = Field(default_factory=utcnow, description="Start of @every schedules: creation or last enable.")
+    next_run: Optional[datetime] = None
+    last_run: Optional[datetime] = None
+    last_status: Optional[ExecutionStatus] = None
+
+    def spec(self) -> JobCreate:
+        return JobCreate.model_validate(self.model_dump(include=set(JobCreate.model_fields)))
+
+    def public(self) -> dict[str, Any]:
+        """JSON-ready view with every secret read back as ``***``."""
+        data = self.model_dump(mode="json")
+        data.pop("anchor", None)
+        redact_webhook(data["webhook"])
+        return data
+
+
+def redact_webhook(webhook: dict[str, Any]) -> dict[str, Any]:
+    for name in webhook.get("headers") or {}:
+        if is_secret_header(name):
+            webhook["headers"][name] = REDACTED
+    auth = webhook.get("auth")
+    if auth:
+        for key in ("token", "password", "api_key"):
+            if key in auth:
+                auth[key] = REDACTED
+    return webhook
+
+
+def keep_secrets(new: dict[str, Any], old: Job) -> dict[str, Any]:
+    """Where ``new`` (a raw job dict) says ``***``, put back the stored secret."""
+    webhook = new.get("webhook")
+    if not isinstance(webhook, dict):
+        return new
+    old_headers = {k.lower(): v for k, v in old.webhook.headers.items()}
+    headers = webhook.get("headers")
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            if value == REDACTED and name.lower() in old_headers:
+                headers[name] = old_headers[name.lower()]
+    auth = webhook.get("auth")
+    if isinstance(auth, dict) and old.webhook.auth is not None:
+        stored = old.webhook.auth.model_dump()
+        for key in ("token", "password", "api_key"):
+            if auth.get(key) == REDACTED and key in stored:
+                auth[key] = stored[key]
+    return new
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: ``null`` deletes, objects merge, the rest replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+# ---------------------------------------------------------------- executions
+
+RESPONSE_BODY_LIMIT = 64 * 1024
+
+
+class Attempt(BaseModel):
+    number: int
+    started_at: datetime
+    duration: Optional[float] = Field(default=None, description="Seconds.")
+    status_code: Optional[int] = None
+    error: Optional[str] = None
+
+
+class Execution(BaseModel):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    job_id: uuid.UUID
+    job_name: str
+    trigger: Trigger = Trigger.scheduled
+    status: ExecutionStatus = ExecutionStatus.pending
+    scheduled_at: datetime
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    duration: Optional[float] = Field(default=None, description="Seconds from first request to final outcome.")
+    attempts: list[Attempt] = Field(default_factory=list)
+    status_code: Optional[int] = None
+    response_body: Optional[str] = None
+    response_truncated: bool = False
+    error: Optional[str] = None
+    reason: Optional[str] = Field(default=None, description="Why it was skipped or cancelled.")
+    node: Optional[str] = None
+    actor: Optional[str] = None
