@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from chronos.durations import format_duration, parse_duration
@@ -396,3 +397,38 @@ class Execution(BaseModel):
     reason: Optional[str] = Field(default=None, description="Why it was skipped or cancelled.")
     node: Optional[str] = None
     actor: Optional[str] = None
+
+
+# ---------------------------------------------------------------- validation at the boundary
+
+
+def field_errors(error: PydanticValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors as ``[{field, message, type}]``, fields dotted (``webhook.url``)."""
+    out = []
+    for e in error.errors(include_url=False):
+        loc = [str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+        message = _FRIENDLY.get(e["type"], e["msg"].removeprefix("Value error, "))
+        out.append({"field": ".".join(loc) or "body", "message": message, "type": e["type"]})
+    return out
+
+
+_FRIENDLY = {
+    "extra_forbidden": "is not a known field: remove it or check its spelling",
+    "missing": "is required",
+}
+_UNION_TAGS = {"bearer", "basic", "api_key", "function-after[_check_url(), str]"}
+
+
+def parse_job(data: Any) -> JobCreate:
+    """Validate a job spec (POST/PUT body, YAML document, merged PATCH) or raise
+    :class:`chronos.errors.ValidationError` (``InvalidSchedule`` when the schedule is the
+    only problem) whose message names each field and its fix."""
+    from chronos.errors import InvalidSchedule, ValidationError
+
+    try:
+        return JobCreate.model_validate(data)
+    except PydanticValidationError as e:
+        errors = field_errors(e)
+    message = "; ".join(f"{err['field']}: {err['message']}" for err in errors)
+    kind = InvalidSchedule if all(err["type"] == "invalid_schedule" for err in errors) else ValidationError
+    raise kind(message, errors)

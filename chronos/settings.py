@@ -1,0 +1,69 @@
+"""Server settings, read once at process entry and passed down.
+
+Sources, highest first: keyword arguments, ``CHRONOS_*`` environment
+variables, a ``chronos.yaml`` file (path in ``CHRONOS_CONFIG``, default
+``./chronos.yaml``), then the defaults below. Library code never reads
+``os.environ``; only :func:`load_settings` does.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from chronos.models import Duration
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHRONOS_", extra="ignore", yaml_file="chronos.yaml")
+
+    data_dir: Path = Field(default=Path("chronos-data"), description="Where the embedded SQLite database lives.")
+    database_url: Optional[str] = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    ray_address: Optional[str] = Field(default=None, description="Join this Ray cluster; default start a local one.")
+    namespace: str = "chronos"
+    placement: Literal["dedicated", "pooled"] = "dedicated"
+    pool_size: int = Field(default=4, ge=1, le=1024, description="Host actors in pooled placement.")
+    job_slots_per_node: int = Field(default=64, ge=1, description="Dedicated job actors one node admits.")
+    history_keep: int = Field(default=1000, ge=1, description="Executions kept per job.")
+    history_max_age: Duration = timedelta(days=30)
+    catchup_window: Duration = timedelta(hours=1)
+    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    open_metrics: bool = Field(default=True, description="/health, /ready and /metrics need no token.")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("CHRONOS_CONFIG", "chronos.yaml")
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'chronos.db').resolve()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The one place settings are read (process entry points call this)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
