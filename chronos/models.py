@@ -395,6 +395,7 @@ class Execution(BaseModel):
     response_truncated: bool = False
     error: Optional[str] = None
     reason: Optional[str] = Field(default=None, description="Why it was skipped or cancelled.")
+    missed_slots: Optional[int] = Field(default=None, description="Slots this record stands for (missed runs).")
     node: Optional[str] = None
     actor: Optional[str] = None
 

@@ -1,0 +1,47 @@
+"""``SupervisorClient``: the :class:`chronos.backend.Backend` over Ray, for the
+REST layer. Looks the supervisor up by name and again after it restarts;
+unwraps Ray's error wrappers so the API sees Chronos errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from chronos.errors import Unavailable
+
+from chronos.actors.ray_host import SUPERVISOR_NAME
+from chronos.actors.supervisor import BACKEND_METHODS
+
+CALL_TIMEOUT = 60.0
+
+
+class SupervisorClient:
+    def __init__(self, namespace: str = "chronos"):
+        self._namespace = namespace
+        self._handle = None
+
+    def _supervisor(self):
+        if self._handle is None:
+            try:
+                self._handle = ray.get_actor(SUPERVISOR_NAME, namespace=self._namespace)
+            except ValueError:
+                raise Unavailable("the supervisor is not running (is `chronos serve` up?)") from None
+        return self._handle
+
+    def __getattr__(self, method: str):
+        if method not in BACKEND_METHODS:
+            raise AttributeError(method)
+
+        async def call(*args, **kwargs):
+            try:
+                ref = self._supervisor().call.remote(method, *args, **kwargs)
+                return await asyncio.wait_for(ref, CALL_TIMEOUT)
+            except RayTaskError as e:
+                raise e.cause if isinstance(e.cause, Exception) else e
+            except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
+                self._handle = None
+                raise Unavailable(f"the supervisor did not answer ({type(e).__name__}): try again shortly") from None
+
+        return call

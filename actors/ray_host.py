@@ -1,0 +1,81 @@
+"""The job-host actor: a :class:`chronos.host.JobHost` inside a Ray actor.
+
+One class serves both placements: in ``dedicated`` placement each job gets
+its own actor named ``chronos:job:<name>``; in ``pooled`` placement a few
+actors named ``chronos:pool:<n>`` hold many jobs each.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from chronos.errors import Unavailable
+from chronos.host import JobHost
+
+SUPERVISOR_NAME = "chronos-supervisor"
+
+
+class SupervisorLink:
+    """The supervisor as a host sees it, looked up by name (again after a restart)."""
+
+    def __init__(self, namespace: str):
+        self._namespace = namespace
+        self._handle = None
+
+    def _supervisor(self):
+        if self._handle is None:
+            try:
+                self._handle = ray.get_actor(SUPERVISOR_NAME, namespace=self._namespace)
+            except ValueError:
+                raise Unavailable("the supervisor is not running") from None
+        return self._handle
+
+    async def claim(self, executions):
+        return await self._call("claim", executions)
+
+    async def report(self, executions):
+        return await self._call("report", executions)
+
+    async def _call(self, method, *args):
+        try:
+            return await getattr(self._supervisor(), method).remote(*args)
+        except RayTaskError as e:
+            raise e.cause if isinstance(e.cause, Exception) else e
+        except RayActorError as e:
+            self._handle = None
+            raise Unavailable(f"the supervisor is unreachable: {type(e).__name__}") from None
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)
+class HostActor:
+    def __init__(self, key: str, namespace: str):
+        self.key = key
+        context = ray.get_runtime_context()
+        node = f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
+        self.host = JobHost(SupervisorLink(namespace), node=node, actor=key)
+
+    def __repr__(self) -> str:  # what the Ray dashboard shows for this actor
+        return f"HostActor({self.key}, jobs={len(self.host.runners)})"
+
+    async def assign(self, items) -> None:
+        for job, last_slot, orphans in items:
+            self.host.assign(job, last_slot, orphans)
+
+    async def update(self, job) -> None:
+        self.host.update(job)
+
+    async def remove(self, job_id) -> None:
+        await self.host.remove(job_id)
+
+    async def trigger(self, job_id):
+        return await self.host.trigger(job_id)
+
+    async def cancel(self, job_id, execution_id, reason):
+        return await self.host.cancel(job_id, execution_id, reason)
+
+    async def status(self):
+        return self.host.status()
+
+    async def shutdown(self) -> None:
+        await self.host.shutdown()

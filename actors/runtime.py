@@ -1,0 +1,101 @@
+"""The Ray :class:`chronos.runtime.Runtime`: job hosts as named, detached Ray
+actors (so they outlive a supervisor restart and it re-attaches to them).
+
+Dedicated capacity is admission-controlled with the ``chronos_job_slots``
+custom resource each node declares: one slot per dedicated host actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from chronos.errors import CapacityExhausted
+from chronos.runtime import HostGone, host_key
+
+from chronos.actors.ray_host import HostActor
+
+SLOT_RESOURCE = "chronos_job_slots"
+CALL_TIMEOUT = 30.0
+
+
+class RayHost:
+    """A host actor handle behind the async Host interface."""
+
+    def __init__(self, handle, forget):
+        self._handle = handle
+        self._forget = forget
+
+    def __getattr__(self, method):
+        async def call(*args):
+            try:
+                return await asyncio.wait_for(getattr(self._handle, method).remote(*args), CALL_TIMEOUT)
+            except RayTaskError as e:
+                raise e.cause if isinstance(e.cause, Exception) else e
+            except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
+                self._forget()
+                raise HostGone(f"{type(e).__name__}: {e}") from None
+
+        return call
+
+
+class RayRuntime:
+    def __init__(self, *, placement: str, pool_size: int, namespace: str):
+        self._placement = placement
+        self._pool_size = pool_size
+        self._namespace = namespace
+        self._handles: dict[str, object] = {}
+
+    def host_key(self, job) -> str:
+        return host_key(job, self._placement, self._pool_size)
+
+    async def host(self, key: str, *, create: bool = True) -> Optional[RayHost]:
+        handle = self._handles.get(key)
+        if handle is None:
+            handle = self._lookup(key)
+            if handle is None:
+                if not create:
+                    return None
+                handle = self._create(key)
+            self._handles[key] = handle
+        return RayHost(handle, lambda: self._handles.pop(key, None))
+
+    def _lookup(self, key: str):
+        try:
+            return ray.get_actor(key, namespace=self._namespace)
+        except ValueError:
+            return None
+
+    def _create(self, key: str):
+        options = dict(name=key, namespace=self._namespace, lifetime="detached", get_if_exists=True)
+        options["scheduling_strategy"] = "SPREAD"
+        if key.startswith("chronos:job:"):
+            self._admit()
+            options["resources"] = {SLOT_RESOURCE: 1}
+        return HostActor.options(**options).remote(key, self._namespace)
+
+    def _admit(self) -> None:
+        capacity = int(ray.cluster_resources().get(SLOT_RESOURCE, 0))
+        used = sum(1 for k in self._handles if k.startswith("chronos:job:"))
+        if used >= capacity:
+            raise CapacityExhausted(
+                f"all {capacity} dedicated job slots are in use: add a node "
+                f"(ray start --address=<head> --resources='{{\"{SLOT_RESOURCE}\": 64}}'), raise "
+                f"CHRONOS_JOB_SLOTS_PER_NODE, or run with CHRONOS_PLACEMENT=pooled"
+            )
+
+    async def drop(self, key: str) -> None:
+        handle = self._handles.pop(key, None) or self._lookup(key)
+        if handle is not None:
+            ray.kill(handle, no_restart=True)
+
+    async def close(self) -> None:
+        """Stop every host quietly: unfinished executions stay for the next start."""
+        handles = list(self._handles.values())
+        self._handles.clear()
+        await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
+        for handle in handles:
+            ray.kill(handle, no_restart=True)

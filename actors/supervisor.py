@@ -1,0 +1,66 @@
+"""The supervisor actor: :class:`chronos.supervisor.Supervisor` in a named,
+detached Ray actor that Ray restarts if it dies. On every (re)start it
+restores the job hosts from the store (re-attaching to surviving ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import ray
+
+from chronos.backend import Backend
+from chronos.settings import Settings
+from chronos.store import Store
+from chronos.supervisor import Supervisor
+
+from chronos.actors.ray_host import SUPERVISOR_NAME
+from chronos.actors.runtime import RayRuntime
+
+#: The Backend operations the REST layer may call through :meth:`SupervisorActor.call`.
+BACKEND_METHODS = frozenset(name for name in dir(Backend) if not name.startswith("_"))
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)
+class SupervisorActor:
+    def __init__(self, settings: Settings):
+        logging.basicConfig(level=logging.INFO)
+        self.supervisor = Supervisor(
+            Store(settings.store_url),
+            history_keep=settings.history_keep,
+            history_max_age=settings.history_max_age,
+        )
+        runtime = RayRuntime(placement=settings.placement, pool_size=settings.pool_size, namespace=settings.namespace)
+        self._started = asyncio.get_running_loop().create_task(self.supervisor.start(runtime))
+
+    def __repr__(self) -> str:
+        return f"Supervisor(jobs={len(self.supervisor._jobs)})"
+
+    async def _ready(self) -> None:
+        await asyncio.shield(self._started)
+
+    async def call(self, method: str, *args, **kwargs):
+        """One entry point for the REST layer's Backend operations."""
+        if method not in BACKEND_METHODS:
+            raise AttributeError(method)
+        await self._ready()
+        return await getattr(self.supervisor, method)(*args, **kwargs)
+
+    async def claim(self, executions):
+        await self._ready()
+        return await self.supervisor.claim(executions)
+
+    async def report(self, executions):
+        await self._ready()
+        return await self.supervisor.report(executions)
+
+    async def shutdown(self) -> None:
+        await self._ready()
+        await self.supervisor.stop()
+
+
+def start_supervisor(settings: Settings):
+    """Create the supervisor actor, or attach to the one already running."""
+    return SupervisorActor.options(
+        name=SUPERVISOR_NAME, namespace=settings.namespace, lifetime="detached", get_if_exists=True
+    ).remote(settings)

@@ -1,0 +1,146 @@
+"""A job host: the runners of one or many jobs in one process, and the
+batched link from them to the supervisor.
+
+In ``dedicated`` placement a host holds one job; in ``pooled`` placement it
+holds many. Either way claims made in the same event-loop tick travel to the
+supervisor as one call, and state reports are coalesced (latest state per
+execution wins) and flushed every few milliseconds, retried until accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any, Optional, Protocol
+from uuid import UUID
+
+from chronos.clock import Clock, SystemClock
+from chronos.dispatcher import Dispatcher
+from chronos.models import Execution, Job
+from chronos.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+REPORT_INTERVAL = 0.05  # seconds between report flushes
+
+
+class Upstream(Protocol):
+    """The supervisor, as a host sees it."""
+
+    async def claim(self, executions: list[Execution]) -> list[bool]: ...
+
+    async def report(self, executions: list[Execution]) -> None: ...
+
+
+class JobHost:
+    def __init__(
+        self,
+        upstream: Upstream,
+        *,
+        clock: Optional[Clock] = None,
+        dispatcher: Optional[Dispatcher] = None,
+        node: Optional[str] = None,
+        actor: Optional[str] = None,
+    ):
+        self._upstream = upstream
+        self._clock = clock or SystemClock()
+        self._dispatcher = dispatcher or Dispatcher()
+        self._where = {"node": node, "actor": actor}
+        self.runners: dict[UUID, JobRunner] = {}
+        self._claims: list[tuple[Execution, asyncio.Future]] = []
+        self._reports: dict[UUID, Execution] = {}
+        self._flusher: Optional[asyncio.Task] = None
+
+    # ------------------------------------------------------------ jobs
+
+    def assign(self, job: Job, last_slot: Optional[datetime] = None, orphans: list[Execution] = ()) -> None:
+        if job.id in self.runners:
+            self.runners[job.id].update(job)
+            return
+        runner = JobRunner(job, clock=self._clock, send=self._dispatcher.send, reporter=self, **self._where)
+        self.runners[job.id] = runner
+        runner.start(last_slot=last_slot, orphans=orphans)
+
+    def update(self, job: Job) -> None:
+        runner = self.runners.get(job.id)
+        if runner:
+            runner.update(job)
+
+    async def remove(self, job_id: UUID) -> None:
+        runner = self.runners.pop(job_id, None)
+        if runner:
+            await runner.stop()
+
+    async def trigger(self, job_id: UUID) -> Optional[Execution]:
+        runner = self.runners.get(job_id)
+        return await runner.trigger() if runner else None
+
+    async def cancel(self, job_id: UUID, execution_id: UUID, reason: str) -> Optional[Execution]:
+        runner = self.runners.get(job_id)
+        return await runner.cancel(execution_id, reason) if runner else None
+
+    def status(self) -> dict[str, Any]:
+        """What this host runs: job ids and the executions in flight."""
+        return {
+            "jobs": [str(job_id) for job_id in self.runners],
+            "running": [str(eid) for r in self.runners.values() for eid in r.running],
+        }
+
+    def next_runs(self) -> dict[str, Optional[datetime]]:
+        return {str(job_id): r.next_run for job_id, r in self.runners.items()}
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(r.stop() for r in self.runners.values()))
+        self.runners.clear()
+        await self.flush()
+        if self._flusher:
+            self._flusher.cancel()
+        await self._dispatcher.close()
+
+    # ------------------------------------------------------------ reporter (for the runners)
+
+    async def claim(self, execution: Execution) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        self._claims.append((execution, future))
+        if len(self._claims) == 1:
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._send_claims()))
+        return await future
+
+    async def _send_claims(self) -> None:
+        batch, self._claims = self._claims, []
+        try:
+            results = await self._upstream.claim([e for e, _ in batch])
+        except Exception as e:  # each runner decides whether to retry
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        for (_, future), ok in zip(batch, results):
+            if not future.done():
+                future.set_result(ok)
+
+    def report(self, execution: Execution) -> None:
+        self._reports[execution.id] = execution
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        delay = REPORT_INTERVAL
+        while self._reports:
+            await asyncio.sleep(delay)
+            delay = REPORT_INTERVAL if await self.flush() else min(delay * 2, 5.0)
+
+    async def flush(self) -> bool:
+        """Send the pending reports; keep them for the next try on failure."""
+        batch, self._reports = self._reports, {}
+        if not batch:
+            return True
+        try:
+            await self._upstream.report(list(batch.values()))
+            return True
+        except Exception as e:
+            log.warning("reporting %d execution update(s) failed, will retry: %s", len(batch), e)
+            batch.update(self._reports)  # newer states win
+            self._reports = batch
+            return False

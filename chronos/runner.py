@@ -1,0 +1,308 @@
+"""The per-job state machine: a plain asyncio object, no Ray.
+
+A :class:`JobRunner` owns one job's timer, its concurrency state and its
+retries. It is given a clock (real or fake), a ``send`` coroutine (the webhook
+dispatcher) and a :class:`Reporter` (the way to the supervisor, the only
+writer to the store). Every slot is *claimed* through the reporter before it
+fires: the store's unique (job, scheduled instant, trigger) key makes a second
+claim of the same slot fail, so two runners of one job cannot both fire it.
+
+Lifecycle of an execution::
+
+    claim (pending) ──▶ running ──▶ success | failed | timeout
+         │                  └──────▶ cancelled   (cancel, or concurrency: replace)
+         └──────────────────────────▶ skipped    (concurrency: forbid, missed runs)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Awaitable, Callable, Iterable, Optional, Protocol
+from uuid import UUID
+
+from chronos.clock import Clock
+from chronos.dispatcher import Outcome
+from chronos.models import Attempt, Concurrency, Execution, ExecutionStatus, Job, MissedRuns, Trigger
+from chronos.retry import judge
+from chronos.schedules import Schedule, parse_schedule
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Job, Execution, int, float], Awaitable[Outcome]]
+
+#: Claim a slot this long before it is due, so the claim's round trip to the
+#: store is not paid at the due instant.
+CLAIM_LEAD = timedelta(milliseconds=250)
+#: Counting missed slots stops here (a per-second job down for a week).
+MISSED_COUNT_LIMIT = 100_000
+
+
+class Reporter(Protocol):
+    async def claim(self, execution: Execution) -> bool:
+        """Insert the execution's row; False if its slot was already claimed."""
+
+    def report(self, execution: Execution) -> None:
+        """Record a state change (fire-and-forget; the reporter batches and retries)."""
+
+
+class JobRunner:
+    def __init__(
+        self,
+        job: Job,
+        *,
+        clock: Clock,
+        send: Send,
+        reporter: Reporter,
+        node: Optional[str] = None,
+        actor: Optional[str] = None,
+        claim_lead: timedelta = CLAIM_LEAD,
+    ):
+        self.job = job
+        self._clock = clock
+        self._send = send
+        self._reporter = reporter
+        self._where = {"node": node, "actor": actor}
+        self._claim_lead = claim_lead
+        self._timer: Optional[asyncio.Task] = None
+        self._background: set[asyncio.Task] = set()
+        self.running: dict[UUID, tuple[Execution, asyncio.Task]] = {}
+        self._cancel_reasons: dict[UUID, str] = {}
+        self.next_run: Optional[datetime] = None
+        self._stopping = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, *, last_slot: Optional[datetime] = None, orphans: Iterable[Execution] = ()) -> None:
+        """Finish what a previous runner left behind, then arm the timer."""
+        now = self._clock.now()
+        for execution in orphans:
+            self._resume(execution, now)
+        if self.job.enabled:
+            self._spawn(self._catch_up(last_slot, now))
+        self._arm(after=now)
+
+    def update(self, job: Job) -> None:
+        """Re-arm on the new spec; running executions finish on the old one."""
+        self.job = job
+        self._arm(after=self._clock.now())
+
+    async def stop(self) -> None:
+        """Stop without recording anything: unfinished executions stay as they
+        are in the store, and whoever runs the job next resumes them."""
+        tasks = [t for t in (self._timer, *self._background) if t]
+        tasks += [task for _, task in self.running.values()]
+        self._stopping = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _arm(self, after: datetime) -> None:
+        if self._timer:
+            self._timer.cancel()
+        self.next_run = None
+        self._timer = asyncio.create_task(self._timer_loop(after), name=f"timer:{self.job.name}")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------ timer
+
+    def _schedule(self) -> Schedule:
+        return parse_schedule(self.job.schedule, self.job.timezone, anchor=self.job.anchor)
+
+    async def _timer_loop(self, after: datetime) -> None:
+        schedule = self._schedule()
+        while self.job.enabled:
+            due = schedule.next_after(after)
+            self.next_run = due
+            if due is None:
+                return
+            await self._clock.sleep_until(due - self._claim_lead)
+            after = due
+            try:
+                execution = self._new(Trigger.scheduled, due)
+                if not await self._claim(execution):
+                    continue
+                await self._clock.sleep_until(due)
+                self._dispatch(execution)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop the job's timer
+                log.exception("job %s: slot %s could not be fired", self.job.name, due)
+
+    async def _claim(self, execution: Execution) -> bool:
+        """Claim, retrying while the supervisor is unreachable; a slot whose
+        claim cannot be made within the catch-up window is given up (the next
+        runner to start records it as missed)."""
+        delay = 0.1
+        while True:
+            try:
+                return await self._reporter.claim(execution)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                late = self._clock.now() - execution.scheduled_at
+                if late > self.job.catchup_window:
+                    log.error("job %s: giving up slot %s: %s", self.job.name, execution.scheduled_at, e)
+                    return False
+                log.warning("job %s: claim failed (%s), retrying in %.1fs", self.job.name, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # ------------------------------------------------------------ executions
+
+    def _new(self, trigger: Trigger, scheduled_at: datetime, **fields) -> Execution:
+        return Execution(job_id=self.job.id, job_name=self.job.name, trigger=trigger, scheduled_at=scheduled_at, **fields)
+
+    async def trigger(self) -> Execution:
+        """A manual run: always runs, alongside whatever is running."""
+        execution = self._new(Trigger.manual, self._clock.now())
+        await self._reporter.claim(execution)
+        self._dispatch(execution)
+        return execution.model_copy(deep=True)
+
+    async def cancel(self, execution_id: UUID, reason: str = "cancelled by user") -> Optional[Execution]:
+        entry = self.running.get(execution_id)
+        if entry is None:
+            return None
+        execution, task = entry
+        self._cancel_reasons[execution_id] = reason
+        task.cancel()
+        await asyncio.wait([task])
+        return execution.model_copy(deep=True)
+
+    def _dispatch(self, execution: Execution) -> None:
+        """Start an execution whose slot is due, applying the concurrency policy."""
+        busy = [e for e, _ in self.running.values()]
+        if busy and execution.trigger is not Trigger.manual:
+            if self.job.concurrency is Concurrency.forbid:
+                reason = f"previous execution {busy[0].id} still running (concurrency: forbid)"
+                self._close(execution, ExecutionStatus.skipped, reason=reason)
+                return
+            if self.job.concurrency is Concurrency.replace:
+                for old in busy:
+                    self._cancel_reasons[old.id] = f"replaced by execution {execution.id} (concurrency: replace)"
+                    self.running[old.id][1].cancel()
+        self._start(execution)
+
+    def _start(self, execution: Execution) -> asyncio.Task:
+        execution.status = ExecutionStatus.running
+        execution.started_at = execution.started_at or self._clock.now()
+        execution.node, execution.actor = self._where["node"], self._where["actor"]
+        self._reporter.report(execution.model_copy(deep=True))
+        task = asyncio.create_task(self._execute(execution, self.job), name=f"exec:{execution.id}")
+        self.running[execution.id] = (execution, task)
+        return task
+
+    async def _execute(self, execution: Execution, job: Job) -> None:
+        first = len(execution.attempts) + 1  # a resumed execution numbers on
+        try:
+            for attempt in range(first, first + job.retry_policy.max_attempts):
+                started = self._clock.now()
+                outcome = await self._send(job, execution, attempt, job.timeout.total_seconds())
+                execution.attempts.append(
+                    Attempt(
+                        number=attempt,
+                        started_at=started,
+                        duration=outcome.duration,
+                        status_code=outcome.status_code,
+                        error=outcome.error,
+                    )
+                )
+                verdict = judge(outcome, job.webhook, job.retry_policy, attempt - first + 1)
+                if not verdict.retry:
+                    break
+                self._reporter.report(execution.model_copy(deep=True))
+                await self._clock.sleep_until(self._clock.now() + verdict.wait)
+            self._close(
+                execution,
+                verdict.status,
+                error=verdict.error,
+                status_code=outcome.status_code,
+                response_body=outcome.body,
+                response_truncated=outcome.truncated,
+            )
+        except asyncio.CancelledError:
+            reason = self._cancel_reasons.pop(execution.id, None)
+            if reason is None or self._stopping:
+                raise  # stopped: the execution stays unfinished for whoever resumes it
+            self._close(execution, ExecutionStatus.cancelled, reason=reason)
+        except Exception as e:  # a bug must not leave the execution running forever
+            log.exception("job %s: execution %s crashed", job.name, execution.id)
+            self._close(execution, ExecutionStatus.failed, error=f"internal error: {type(e).__name__}")
+        finally:
+            self.running.pop(execution.id, None)
+
+    def _close(self, execution: Execution, status: ExecutionStatus, **fields) -> None:
+        now = self._clock.now()
+        execution.status = status
+        execution.finished_at = now
+        if execution.started_at:
+            execution.duration = (now - execution.started_at).total_seconds()
+        for key, value in fields.items():
+            setattr(execution, key, value)
+        self._reporter.report(execution.model_copy(deep=True))
+
+    # ------------------------------------------------------------ after a restart
+
+    def _resume(self, execution: Execution, now: datetime) -> None:
+        """An execution left pending/running by a runner that died."""
+        if self.job.enabled and now - execution.scheduled_at <= self.job.catchup_window:
+            execution.reason = "resumed after a restart (same execution id)"
+            self._spawn(self._run_in_turn([execution]))
+        else:
+            self._close(
+                execution,
+                ExecutionStatus.failed,
+                error="interrupted by a restart and not resumed: "
+                + ("the job is disabled" if not self.job.enabled else "older than catchup_window"),
+            )
+
+    async def _catch_up(self, last_slot: Optional[datetime], now: datetime) -> None:
+        """Apply ``missed_runs`` to the slots nobody fired while no runner ran."""
+        since = max(t for t in (last_slot, self.job.anchor) if t is not None)
+        missed, count = self._missed_slots(since, now)
+        if not count:
+            return
+        window_start = now - self.job.catchup_window
+        in_window = [s for s in missed if s >= window_start]
+        policy = self.job.missed_runs
+        to_run = in_window if policy is MissedRuns.execute_all else in_window[-1:] if policy is MissedRuns.execute_one else []
+        not_run = [s for s in missed if s not in to_run]
+        if not_run:
+            first, last = not_run[0], not_run[-1]
+            why = "missed_runs: ignore" if policy is MissedRuns.ignore else f"outside catchup_window or not selected (missed_runs: {policy.value})"
+            skipped = self._new(
+                Trigger.catchup,
+                last,
+                status=ExecutionStatus.skipped,
+                finished_at=now,
+                missed_slots=count - len(to_run),
+                reason=f"{count - len(to_run)} run(s) missed while no scheduler was running "
+                f"({first.isoformat()} .. {last.isoformat()}); not run: {why}",
+            )
+            await self._claim(skipped)
+        runs = [self._new(Trigger.catchup, s) for s in to_run]
+        claimed = [e for e in runs if await self._claim(e)]
+        await self._run_in_turn(claimed)
+
+    def _missed_slots(self, since: datetime, now: datetime) -> tuple[list[datetime], int]:
+        """Slots in (since, now]; keeps the last ``MISSED_COUNT_LIMIT`` and counts all (bounded)."""
+        schedule, slots, count = self._schedule(), [], 0
+        slot = schedule.next_after(since)
+        while slot is not None and slot <= now and count < MISSED_COUNT_LIMIT:
+            slots.append(slot)
+            count += 1
+            slot = schedule.next_after(slot)
+        return slots[-1000:], count
+
+    async def _run_in_turn(self, executions: list[Execution]) -> None:
+        """Catch-up and resumed runs go one after another, never piling up."""
+        for execution in executions:
+            while self.running:
+                await asyncio.wait([task for _, task in list(self.running.values())])
+            await asyncio.wait([self._start(execution)])

@@ -1,0 +1,343 @@
+"""The supervisor: the only writer to the store, and the keeper of job hosts.
+
+It implements :class:`chronos.backend.Backend` for the REST layer and
+:class:`chronos.host.Upstream` for the hosts. It owns no Ray code: the
+``chronos.actors`` package wraps it in a detached Ray actor and gives it a
+Ray :class:`~chronos.runtime.Runtime`.
+
+Reconcile (at start, then every ``reconcile_interval``): every stored job must
+be assigned to exactly one live host. A host that died is recreated; a host
+that came back empty (restarted by Ray) is refilled; each (re)assigned job
+gets its last claimed slot (to apply ``missed_runs``) and its unfinished
+executions that no live host is running (to finish them honestly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from functools import partial
+from typing import Any, Callable, Optional, TypeVar
+from uuid import UUID
+
+from chronos.errors import Conflict, Unavailable
+from chronos.metrics import Metrics
+from chronos.models import (
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobCreate,
+    keep_secrets,
+    merge_patch,
+    parse_job,
+    utcnow,
+)
+from chronos.runtime import Host, HostGone, Runtime
+from chronos.schedules import parse_schedule
+from chronos.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FLUSH_INTERVAL = 0.05
+PRUNE_INTERVAL = 600.0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        history_keep: int = 1000,
+        history_max_age: timedelta = timedelta(days=30),
+        reconcile_interval: float = 1.0,
+    ):
+        self.store = store
+        self.runtime: Optional[Runtime] = None
+        self.stats = Metrics()
+        self._history = (history_keep, history_max_age)
+        self._reconcile_interval = reconcile_interval
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="chronos-store")
+        self._pending: dict[UUID, Execution] = {}
+        self._runtime_updates: dict[UUID, dict] = {}
+        self._jobs: dict[UUID, Job] = {}  # the one writer keeps them in memory
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self._background_tasks: set[asyncio.Task] = set()
+        self._schedules: dict[tuple, Any] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        await self._io(self.store.create_schema)
+        self._jobs = {job.id: job for job in await self._io(self.store.all_jobs)}
+        await self.reconcile()
+        self._tasks = [
+            asyncio.create_task(self._every(FLUSH_INTERVAL, self.flush)),
+            asyncio.create_task(self._every(self._reconcile_interval, self.reconcile)),
+            asyncio.create_task(self._every(PRUNE_INTERVAL, self.prune)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.runtime:
+            await self.runtime.close()
+        await self.flush()
+        self._db.shutdown(wait=True)
+
+    async def _every(self, seconds: float, step: Callable) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await step()
+            except Exception:
+                log.exception("supervisor: %s failed", getattr(step, "__name__", step))
+
+    async def _io(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Store calls run on one worker thread, never on the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._db, partial(fn, *args, **kwargs))
+
+    # ------------------------------------------------------------ upstream (hosts)
+
+    async def claim(self, executions: list[Execution]) -> list[bool]:
+        results = await self._io(self.store.claim, executions)
+        for execution, ok in zip(executions, results):
+            if ok:
+                self.stats.observe(execution)
+        return results
+
+    async def report(self, executions: list[Execution]) -> None:
+        for execution in executions:
+            self._pending[execution.id] = execution
+            self.stats.observe(execution)
+            if execution.status.final and execution.status is not ExecutionStatus.skipped:
+                self._runtime_updates[execution.job_id] = {
+                    "last_run": execution.started_at or execution.scheduled_at,
+                    "last_status": execution.status,
+                }
+
+    async def flush(self) -> None:
+        """Write reported states in one transaction (batched, off the loop)."""
+        batch, self._pending = list(self._pending.values()), {}
+        updates, self._runtime_updates = list(self._runtime_updates.items()), {}
+        if not batch and not updates:
+            return
+        try:
+            await self._io(self._write, batch, updates)
+        except Exception:
+            for execution in batch:  # keep them: a newer state may have arrived meanwhile
+                self._pending.setdefault(execution.id, execution)
+            raise
+
+    def _write(self, batch: list[Execution], updates: list) -> None:
+        if batch:
+            self.store.save_executions(batch)
+        if updates:
+            self.store.set_runtime(updates)
+
+    async def prune(self) -> int:
+        keep, max_age = self._history
+        return await self._io(self.store.prune, keep=keep, max_age=max_age, now=utcnow())
+
+    # ------------------------------------------------------------ reconcile
+
+    async def reconcile(self) -> None:
+        async with self._lock:
+            by_host: dict[str, list[Job]] = {}
+            for job in self._jobs.values():
+                by_host.setdefault(self.runtime.host_key(job), []).append(job)
+            results = await asyncio.gather(
+                *(self._reconcile_host(key, jobs) for key, jobs in by_host.items()), return_exceptions=True
+            )
+            for key, result in zip(by_host, results):
+                if isinstance(result, BaseException):
+                    log.warning("reconcile of host %s failed: %r", key, result)
+
+    async def _reconcile_host(self, key: str, jobs: list[Job]) -> None:
+        host = await self.runtime.host(key)
+        try:
+            status = await host.status()
+        except HostGone:
+            log.warning("host %s is gone: recreating it", key)
+            host = await self.runtime.host(key)
+            status = await host.status()
+        hosted = set(status["jobs"])
+        missing = [job for job in jobs if str(job.id) not in hosted]
+        if missing:
+            await host.assign(await self._io(self._recovery, missing, set(status["running"])))
+
+    def _recovery(self, jobs: list[Job], running: set[str]) -> list[tuple]:
+        """For each job: its last claimed slot, and its unfinished executions
+        that the host is not running (left behind by a runner that died)."""
+        unfinished: dict[UUID, list[Execution]] = {}
+        for e in self.store.unfinished_executions():
+            if str(e.id) not in running:
+                unfinished.setdefault(e.job_id, []).append(e)
+        return [(job, self.store.last_slot(job.id), unfinished.get(job.id, [])) for job in jobs]
+
+    async def _host_of(self, job: Job) -> Host:
+        try:
+            return await self.runtime.host(self.runtime.host_key(job))
+        except HostGone:
+            raise Unavailable(f"the host of job {job.name} is restarting: try again in a few seconds") from None
+
+    # ------------------------------------------------------------ Backend: jobs
+
+    async def create_job(self, spec: JobCreate) -> Job:
+        now = utcnow()
+        job = Job(**spec.model_dump(), created_at=now, updated_at=now, anchor=now)
+        async with self._lock:
+            await self._io(self.store.insert_job, job)
+            try:
+                host = await self.runtime.host(self.runtime.host_key(job))
+            except Exception:  # e.g. CapacityExhausted: the job must not linger
+                await self._io(self.store.delete_job, job.id)
+                raise
+            self._jobs[job.id] = job
+        self._background(host.assign([(job, None, [])]), f"assign {job.name}")
+        return self._with_next_run(job)
+
+    async def get_job(self, ref: str) -> Job:
+        return self._with_next_run(await self._io(self.store.get_job, ref))
+
+    async def list_jobs(self, **query) -> tuple[list[Job], Optional[str]]:
+        jobs, cursor = await self._io(self.store.list_jobs, **query)
+        return [self._with_next_run(j) for j in jobs], cursor
+
+    async def replace_job(self, ref: str, spec: JobCreate) -> Job:
+        return await self._change(ref, lambda old: spec.model_dump(mode="json"))
+
+    async def patch_job(self, ref: str, patch: dict[str, Any]) -> Job:
+        return await self._change(ref, lambda old: merge_patch(old.spec().model_dump(mode="json"), patch))
+
+    async def set_enabled(self, ref: str, enabled: bool) -> Job:
+        return await self._change(ref, lambda old: {**old.spec().model_dump(mode="json"), "enabled": enabled})
+
+    async def _change(self, ref: str, new_spec: Callable[[Job], dict]) -> Job:
+        async with self._lock:
+            old = await self._io(self.store.get_job, ref)
+            spec = parse_job(keep_secrets(new_spec(old), old))
+            now = utcnow()
+            rearm = spec.enabled and (not old.enabled or spec.schedule != old.schedule or spec.timezone != old.timezone)
+            job = old.model_copy(update={**dict(spec), "updated_at": now, "anchor": now if rearm else old.anchor})
+            await self._io(self.store.update_job, job)
+            old_key, new_key = self.runtime.host_key(old), self.runtime.host_key(job)
+            if old_key != new_key:  # a renamed dedicated job moves to a host named after it
+                old_host = await self.runtime.host(old_key, create=False)
+                if old_host:
+                    await self._quietly(old_host.remove(job.id))
+                    await self.runtime.drop(old_key)
+                host = await self.runtime.host(new_key)
+                self._background(host.assign(await self._io(self._recovery, [job], set())), f"assign {job.name}")
+            else:
+                host = await self._host_of(job)
+                await self._quietly(host.update(job))
+            self._jobs[job.id] = job
+        return self._with_next_run(job)
+
+    async def delete_job(self, ref: str) -> None:
+        async with self._lock:
+            job = await self._io(self.store.get_job, ref)
+            key = self.runtime.host_key(job)
+            host = await self.runtime.host(key, create=False)
+            if host:
+                await self._quietly(host.remove(job.id))
+            if key.startswith("chronos:job:"):
+                await self.runtime.drop(key)
+            self._pending = {k: v for k, v in self._pending.items() if v.job_id != job.id}
+            await self._io(self.store.delete_job, job.id)
+            self._jobs.pop(job.id, None)
+
+    # ------------------------------------------------------------ Backend: executions
+
+    async def trigger(self, ref: str) -> Execution:
+        job = await self._io(self.store.get_job, ref)
+        host = await self._host_of(job)
+        try:
+            execution = await host.trigger(job.id)
+            if execution is None:  # created a moment ago: its assignment is still on the way
+                await host.assign([(job, None, [])])
+                execution = await host.trigger(job.id)
+        except HostGone:
+            execution = None
+        if execution is None:
+            raise Unavailable(f"job {job.name} is being (re)started: try again in a few seconds")
+        return execution
+
+    async def list_executions(self, ref: str, **query) -> tuple[list[Execution], Optional[str]]:
+        job = await self._io(self.store.get_job, ref)
+        await self.flush()  # read your own writes
+        return await self._io(self.store.list_executions, job.id, **query)
+
+    async def get_execution(self, ref: str, execution_id: UUID) -> Execution:
+        job = await self._io(self.store.get_job, ref)
+        await self.flush()
+        return await self._io(self.store.get_execution, job.id, execution_id)
+
+    async def cancel_execution(self, ref: str, execution_id: UUID) -> Execution:
+        job = await self._io(self.store.get_job, ref)
+        await self.flush()
+        execution = await self._io(self.store.get_execution, job.id, execution_id)
+        if execution.status.final:
+            raise Conflict(f"execution {execution_id} already finished with status {execution.status.value}")
+        host = await self._host_of(job)
+        try:
+            cancelled = await host.cancel(job.id, execution.id, "cancelled by user")
+        except HostGone:
+            cancelled = None
+        if cancelled is None:  # not in flight anywhere: close the record here
+            now = utcnow()
+            cancelled = execution.model_copy(
+                update={"status": ExecutionStatus.cancelled, "finished_at": now, "reason": "cancelled by user"}
+            )
+            await self.report([cancelled])
+        await self.flush()
+        return await self._io(self.store.get_execution, job.id, execution.id)
+
+    # ------------------------------------------------------------ Backend: health
+
+    async def metrics(self) -> bytes:
+        total = len(self._jobs)
+        return self.stats.exposition(total, sum(job.enabled for job in self._jobs.values()))
+
+    async def ready(self) -> None:
+        try:
+            await asyncio.wait_for(self._io(self.store.count_jobs), timeout=5)
+        except Exception as e:
+            raise Unavailable(f"the store is not reachable: {e}") from None
+
+    # ------------------------------------------------------------ helpers
+
+    def _with_next_run(self, job: Job) -> Job:
+        if not job.enabled:
+            return job.model_copy(update={"next_run": None})
+        key = (job.schedule, job.timezone, job.anchor)
+        schedule = self._schedules.get(key)
+        if schedule is None:
+            if len(self._schedules) > 50_000:
+                self._schedules.clear()
+            schedule = self._schedules[key] = parse_schedule(job.schedule, job.timezone, anchor=job.anchor)
+        return job.model_copy(update={"next_run": schedule.next_after(datetime.now(timezone.utc))})
+
+    def _background(self, coro, what: str) -> None:
+        async def run():
+            try:
+                await coro
+            except Exception as e:  # reconcile will retry it
+                log.warning("%s failed (reconcile will retry): %s", what, e)
+
+        task = asyncio.create_task(run())
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
+    @staticmethod
+    async def _quietly(coro) -> None:
+        try:
+            await coro
+        except HostGone:
+            pass  # reconcile sees to it
