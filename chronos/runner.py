@@ -35,6 +35,8 @@ Send = Callable[[Job, Execution, int, float], Awaitable[Outcome]]
 #: Claim a slot this long before it is due, so the claim's round trip to the
 #: store is not paid at the due instant.
 CLAIM_LEAD = timedelta(milliseconds=250)
+#: A slot at most this late when its runner starts still fires, as scheduled.
+LATE_GRACE = timedelta(seconds=5)
 #: Counting missed slots stops here (a per-second job down for a week).
 MISSED_COUNT_LIMIT = 100_000
 
@@ -79,9 +81,14 @@ class JobRunner:
         now = self._clock.now()
         for execution in orphans:
             self._resume(execution, now)
+        resume_from = now
         if self.job.enabled:
-            self._spawn(self._catch_up(last_slot, now))
-        self._arm(after=now)
+            since = max(t for t in (last_slot, self.job.anchor) if t is not None)
+            # Slots only a little late (a host still starting) fire late as
+            # scheduled; older ones are missed and follow ``missed_runs``.
+            resume_from = max(since, now - LATE_GRACE)
+            self._spawn(self._catch_up(since, resume_from))
+        self._arm(after=resume_from)
 
     def update(self, job: Job) -> None:
         """Re-arm on the new spec; running executions finish on the old one."""
@@ -262,9 +269,8 @@ class JobRunner:
                 + ("the job is disabled" if not self.job.enabled else "older than catchup_window"),
             )
 
-    async def _catch_up(self, last_slot: Optional[datetime], now: datetime) -> None:
-        """Apply ``missed_runs`` to the slots nobody fired while no runner ran."""
-        since = max(t for t in (last_slot, self.job.anchor) if t is not None)
+    async def _catch_up(self, since: datetime, now: datetime) -> None:
+        """Apply ``missed_runs`` to the slots in (since, now] that nobody fired."""
         missed, count = self._missed_slots(since, now)
         if not count:
             return

@@ -1,0 +1,653 @@
+"""Durable state: jobs, executions and their attempts, in SQLite or PostgreSQL.
+
+The supervisor is the only writer (DESIGN §3.4); it calls this store from one
+worker thread at a time and batches its writes, so every write method takes a
+list and runs in ONE transaction. The rest of Chronos only sees the pydantic
+models of :mod:`chronos.models`; the SQLModel tables below are private.
+
+Design points:
+
+* **The slot claim is the unique key** ``(job_id, scheduled_at, trigger)`` on
+  executions (DESIGN §3.5). :meth:`Store.claim` is ``INSERT ... ON CONFLICT DO
+  NOTHING RETURNING id``: the database, not the caller, decides who fires.
+* **Datetimes** go in as UTC and come out aware UTC. PostgreSQL stores
+  ``timestamptz``; SQLite stores naive UTC text with a fixed-width microsecond
+  field, so equal instants are equal keys and text order is time order.
+* **Jobs** keep the whole spec as JSON (the source of truth for the model) and
+  copy out the columns that are filtered, ordered or updated on their own
+  (name, enabled, tags, description, timestamps, runtime fields). On read the
+  columns win, so :meth:`Store.set_runtime` touches columns only.
+* **Deletes cascade** in the database (``ON DELETE CASCADE``; SQLite runs with
+  ``foreign_keys=ON``), so deleting a job or pruning history removes attempts.
+* **SQLite** runs in WAL mode; SQLAlchemy emits BEGIN itself (the documented
+  pysqlite recipe) so reads are one snapshot and writes use ``BEGIN IMMEDIATE``:
+  a deferred transaction that reads and then writes can fail with SQLITE_BUSY
+  at once when another connection wrote meanwhile, without waiting for
+  ``busy_timeout``.
+* **Batches write rows in key order**, so two writers racing over overlapping
+  slots (a supervisor and its stale twin) wait for each other instead of
+  deadlocking on PostgreSQL's unique-index locks.
+* ``chronos_meta`` records ``schema_version`` so later releases can migrate.
+"""
+
+import base64
+import binascii
+import logging
+import re
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Index,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    or_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, select
+
+from chronos.errors import DuplicateJob, ExecutionNotFound, JobNotFound, Unavailable, ValidationError
+from chronos.models import NAME_PATTERN, Attempt, Execution, ExecutionStatus, Job, Trigger
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_UNFINISHED = (ExecutionStatus.pending.value, ExecutionStatus.running.value)
+_SLOT_TRIGGERS = (Trigger.scheduled.value, Trigger.catchup.value)
+_RUNTIME_FIELDS = frozenset({"next_run", "last_run", "last_status"})
+_JOB_DATETIMES = ("created_at", "updated_at", "anchor", "next_run", "last_run")
+
+
+def _utc(value: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class _UTCDateTime(TypeDecorator):
+    """``timestamptz`` on PostgreSQL, naive UTC on SQLite; always aware UTC out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        value = _utc(value)
+        # SQLite's DATETIME drops tzinfo without converting: hand it UTC wall time.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        return None if value is None else _utc(value)
+
+
+# Names sort byte-wise on both backends: PostgreSQL's default collation would
+# ignore dashes (so "ab" < "a-c") and give a different page order than SQLite.
+_Name = String(63).with_variant(String(63, collation="C"), "postgresql")
+
+
+# ---------------------------------------------------------------- tables
+
+
+class _MetaRow(SQLModel, table=True):
+    __tablename__ = "chronos_meta"
+
+    key: str = Field(primary_key=True, sa_type=String(64))
+    value: str = Field(sa_type=String(256))
+
+
+class _JobRow(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: uuid.UUID = Field(primary_key=True)
+    name: str = Field(sa_type=_Name, unique=True, index=True)
+    description: Optional[str] = Field(default=None, sa_type=String(1024))
+    enabled: bool = Field(index=True)
+    created_at: datetime = Field(sa_type=_UTCDateTime)
+    updated_at: datetime = Field(sa_type=_UTCDateTime)
+    spec: dict[str, Any] = Field(sa_type=JSON)
+    tags: dict[str, str] = Field(sa_type=JSON)
+    next_run: Optional[datetime] = Field(default=None, sa_type=_UTCDateTime)
+    last_run: Optional[datetime] = Field(default=None, sa_type=_UTCDateTime)
+    last_status: Optional[str] = Field(default=None, sa_type=String(16))
+
+
+class _ExecutionRow(SQLModel, table=True):
+    __tablename__ = "executions"
+    __table_args__ = (
+        UniqueConstraint("job_id", "scheduled_at", "trigger", name="uq_executions_slot"),
+        # Newest-first pages per job: (job_id, scheduled_at desc, id desc) is a backward scan.
+        Index("ix_executions_job_newest", "job_id", "scheduled_at", "id"),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", ondelete="CASCADE")
+    job_name: str = Field(sa_type=String(63))
+    trigger: str = Field(sa_type=String(16))
+    status: str = Field(sa_type=String(16), index=True)
+    scheduled_at: datetime = Field(sa_type=_UTCDateTime)
+    started_at: Optional[datetime] = Field(default=None, sa_type=_UTCDateTime)
+    finished_at: Optional[datetime] = Field(default=None, sa_type=_UTCDateTime)
+    duration: Optional[float] = None
+    status_code: Optional[int] = None
+    response_body: Optional[str] = Field(default=None, sa_type=Text)
+    response_truncated: bool = False
+    error: Optional[str] = Field(default=None, sa_type=Text)
+    reason: Optional[str] = Field(default=None, sa_type=Text)
+    missed_slots: Optional[int] = None
+    node: Optional[str] = Field(default=None, sa_type=Text)
+    actor: Optional[str] = Field(default=None, sa_type=Text)
+
+
+class _AttemptRow(SQLModel, table=True):
+    __tablename__ = "attempts"
+
+    execution_id: uuid.UUID = Field(primary_key=True, foreign_key="executions.id", ondelete="CASCADE")
+    number: int = Field(primary_key=True)
+    started_at: datetime = Field(sa_type=_UTCDateTime)
+    duration: Optional[float] = None
+    status_code: Optional[int] = None
+    error: Optional[str] = Field(default=None, sa_type=Text)
+
+
+_TABLES = [_MetaRow.__table__, _JobRow.__table__, _ExecutionRow.__table__, _AttemptRow.__table__]
+_jobs, _executions, _attempts = _JobRow.__table__, _ExecutionRow.__table__, _AttemptRow.__table__
+_EXECUTION_COLUMNS = [c.name for c in _executions.columns]
+_ATTEMPT_COLUMNS = [c.name for c in _attempts.columns]
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def _text(value: Optional[str]) -> Optional[str]:
+    """PostgreSQL text cannot hold NUL; one in a webhook's response must not fail a whole batch."""
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+
+def _job_values(job: Job) -> dict[str, Any]:
+    job = job.model_copy(update={f: _utc(getattr(job, f)) for f in _JOB_DATETIMES if getattr(job, f)})
+    return {
+        "id": job.id,
+        "name": job.name,
+        "description": _text(job.description),
+        "enabled": job.enabled,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "spec": job.model_dump(mode="json"),
+        "tags": dict(job.tags),
+        "next_run": job.next_run,
+        "last_run": job.last_run,
+        "last_status": job.last_status.value if job.last_status else None,
+    }
+
+
+def _to_job(row: _JobRow) -> Job:
+    data = dict(row.spec)
+    if isinstance(data.get("anchor"), str):  # else pydantic's own TzInfo(0) comes back, not timezone.utc
+        data["anchor"] = _utc(datetime.fromisoformat(data["anchor"]))
+    for column in ("id", "name", "enabled", "tags", "created_at", "updated_at", *_RUNTIME_FIELDS):
+        data[column] = getattr(row, column)
+    return Job.model_validate(data)
+
+
+def _execution_values(e: Execution) -> dict[str, Any]:
+    data = e.model_dump(exclude={"attempts"})
+    values = {c: data.get(c) for c in _EXECUTION_COLUMNS}
+    values["trigger"] = e.trigger.value
+    values["status"] = e.status.value
+    for key in ("scheduled_at", "started_at", "finished_at"):
+        if values[key] is not None:
+            values[key] = _utc(values[key])
+    for key in ("job_name", "response_body", "error", "reason", "node", "actor"):
+        values[key] = _text(values[key])
+    return values
+
+
+def _attempt_values(execution_id: uuid.UUID, a: Attempt) -> dict[str, Any]:
+    return {"execution_id": execution_id, **a.model_dump(), "started_at": _utc(a.started_at), "error": _text(a.error)}
+
+
+def _to_execution(row: _ExecutionRow, attempts: list[_AttemptRow]) -> Execution:
+    data = {name: getattr(row, name) for name in _EXECUTION_COLUMNS}
+    data["attempts"] = [
+        {name: getattr(a, name) for name in _ATTEMPT_COLUMNS if name != "execution_id"} for a in attempts
+    ]
+    return Execution.model_validate(data)
+
+
+# Cursors are opaque to clients; these are urlsafe base64 without padding.
+
+
+def _encode_cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError):
+        raise _bad_cursor(cursor) from None
+
+
+def _bad_cursor(cursor: str) -> ValidationError:
+    message = "use the next_cursor value returned with the previous page"
+    return ValidationError(f'cursor "{cursor}" is not valid: {message}', errors=[{"field": "cursor", "message": message}])
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        message = "limit must be at least 1"
+        raise ValidationError(message, errors=[{"field": "limit", "message": message}])
+
+
+# ---------------------------------------------------------------- engine
+
+
+def _make_engine(url: str, echo: bool) -> Engine:
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(u, echo=echo, connect_args={"check_same_thread": False})
+        _configure_sqlite(engine)
+        return engine
+    if backend in ("postgresql", "postgres"):
+        # Plain postgresql:// would pick psycopg2; Chronos ships psycopg 3.
+        if u.drivername in ("postgresql", "postgres"):
+            u = u.set(drivername="postgresql+psycopg")
+        return create_engine(u, echo=echo, pool_pre_ping=True)
+    raise ValueError(f'unsupported database URL "{u.render_as_string()}": use sqlite:/// or postgresql://')
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We emit BEGIN ourselves (see _on_begin), so pysqlite must not.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the write lock up front so busy_timeout applies.
+        write = conn.get_execution_options().get("chronos_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+# ---------------------------------------------------------------- store
+
+
+class Store:
+    """Jobs and execution history in SQLite (``sqlite:///path``) or PostgreSQL."""
+
+    def __init__(self, url: str, *, echo: bool = False):
+        self._engine = _make_engine(url, echo)
+        self._write_engine = self._engine.execution_options(chronos_write=True)
+        self._dialect = self._engine.dialect.name
+        self._insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for diagnostics (readiness pings) and tests."""
+        return self._engine
+
+    @contextmanager
+    def _tx(self, *, write: bool = False) -> Iterator[Session]:
+        engine = self._write_engine if write else self._engine
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # ------------------------------------------------------------ schema
+
+    def create_schema(self) -> None:
+        """Create missing tables and record (or check) the schema version."""
+        SQLModel.metadata.create_all(self._engine, tables=_TABLES)
+        with self._tx(write=True) as s:
+            stmt = self._insert(_MetaRow.__table__).values(key="schema_version", value=str(SCHEMA_VERSION))
+            s.execute(stmt.on_conflict_do_nothing())
+        found = self.schema_version()
+        if found != SCHEMA_VERSION:
+            raise Unavailable(
+                f"the database has schema version {found}, this Chronos uses {SCHEMA_VERSION}: "
+                "run the Chronos release that matches the database, or migrate it"
+            )
+
+    def schema_version(self) -> Optional[int]:
+        with self._tx() as s:
+            row = s.get(_MetaRow, "schema_version")
+            return int(row.value) if row else None
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # ------------------------------------------------------------ jobs
+
+    def insert_job(self, job: Job) -> Job:
+        row = _JobRow(**_job_values(job))
+        try:
+            with self._tx(write=True) as s:
+                s.add(row)
+        except IntegrityError:
+            raise self._duplicate(job) from None
+        return _to_job(row)
+
+    def update_job(self, job: Job) -> Job:
+        try:
+            with self._tx(write=True) as s:
+                row = s.get(_JobRow, job.id)
+                if row is None:
+                    raise JobNotFound(f'job "{job.id}" not found')
+                for key, value in _job_values(job).items():
+                    setattr(row, key, value)
+        except IntegrityError:
+            raise self._duplicate(job) from None
+        return _to_job(row)
+
+    def _duplicate(self, job: Job) -> DuplicateJob:
+        with self._tx() as s:
+            name_taken = s.exec(select(_JobRow.id).where(_JobRow.name == job.name)).first() is not None
+        if name_taken:
+            message = f'a job named "{job.name}" already exists'
+            return DuplicateJob(message, errors=[{"field": "name", "message": message}])
+        return DuplicateJob(f'a job with id "{job.id}" already exists')
+
+    def delete_job(self, job_id: uuid.UUID) -> None:
+        """Delete a job; its executions and attempts go with it (ON DELETE CASCADE)."""
+        with self._tx(write=True) as s:
+            deleted = s.execute(delete(_jobs).where(_jobs.c.id == job_id)).rowcount
+        if not deleted:
+            raise JobNotFound(f'job "{job_id}" not found')
+
+    def get_job(self, ref: "str | uuid.UUID") -> Job:
+        """A job by id or by name. A name may look like a UUID, so an id miss falls back to the name."""
+        with self._tx() as s:
+            row = None
+            job_id = ref if isinstance(ref, uuid.UUID) else _parse_uuid(ref)
+            if job_id is not None:
+                row = s.get(_JobRow, job_id)
+            if row is None and isinstance(ref, str):
+                row = s.exec(select(_JobRow).where(_JobRow.name == ref)).first()
+        if row is None:
+            raise JobNotFound(f'job "{ref}" not found')
+        return _to_job(row)
+
+    def list_jobs(
+        self,
+        *,
+        enabled: Optional[bool] = None,
+        tags: Optional[dict[str, str]] = None,
+        search: Optional[str] = None,
+        limit: int = 100,
+        cursor: Optional[str] = None,
+    ) -> tuple[list[Job], Optional[str]]:
+        """A page of jobs ordered by name, and the cursor of the next page (None at the end)."""
+        _check_limit(limit)
+        query = select(_JobRow).order_by(_JobRow.name)
+        if enabled is not None:
+            query = query.where(_JobRow.enabled == enabled)
+        for key, value in (tags or {}).items():
+            query = query.where(self._tag_is(key, value))
+        if search:
+            query = query.where(
+                or_(_JobRow.name.icontains(search, autoescape=True), _JobRow.description.icontains(search, autoescape=True))
+            )
+        if cursor is not None:
+            query = query.where(_JobRow.name > _decode_job_cursor(cursor))
+        with self._tx() as s:
+            rows = s.exec(query.limit(limit + 1)).all()
+        page = [_to_job(r) for r in rows[:limit]]
+        return page, (_encode_cursor(page[-1].name) if len(rows) > limit else None)
+
+    def _tag_is(self, key: str, value: str) -> Any:
+        if self._dialect == "postgresql":
+            return _JobRow.tags[key].as_string() == value  # tags ->> :key; any key is a plain bind
+        # SQLite's JSON path syntax cannot quote every key (e.g. one with a '"'); json_each can.
+        each = func.json_each(_JobRow.tags).table_valued("key", "value")
+        return exists().select_from(each).where(each.c.key == key, each.c.value == value)
+
+    def all_jobs(self) -> list[Job]:
+        with self._tx() as s:
+            rows = s.exec(select(_JobRow).order_by(_JobRow.name)).all()
+        return [_to_job(r) for r in rows]
+
+    def count_jobs(self) -> tuple[int, int]:
+        """(total, enabled)."""
+        enabled = func.coalesce(func.sum(case((_JobRow.enabled, 1), else_=0)), 0)
+        with self._tx() as s:
+            total, on = s.exec(select(func.count(), enabled).select_from(_JobRow)).one()
+        return int(total), int(on)
+
+    def set_runtime(self, updates: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
+        """Batch-update next_run / last_run / last_status; unknown job ids are ignored."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for job_id, fields in updates:
+            unknown = set(fields) - _RUNTIME_FIELDS
+            if unknown:
+                raise ValueError(f"set_runtime cannot set {sorted(unknown)}: only {sorted(_RUNTIME_FIELDS)}")
+            if fields.get("last_status") is not None:  # a bad status would make the job unreadable
+                fields = {**fields, "last_status": ExecutionStatus(fields["last_status"]).value}
+            params = {f"b_{k}": v for k, v in fields.items()}
+            groups[tuple(sorted(fields))].append({"b_id": job_id, **params})
+        with self._tx(write=True) as s:
+            # One executemany per set of keys: every row of an executemany binds the same columns.
+            for keys, params in groups.items():
+                if not keys:
+                    continue
+                stmt = (
+                    update(_jobs)
+                    .where(_jobs.c.id == bindparam("b_id", type_=_jobs.c.id.type))
+                    .values({k: bindparam(f"b_{k}", type_=_jobs.c[k].type) for k in keys})
+                )
+                s.execute(stmt, params)
+
+    # ------------------------------------------------------------ executions
+
+    def claim(self, executions: list[Execution]) -> list[bool]:
+        """Insert each execution unless its slot (job, scheduled_at, trigger) is taken.
+
+        ``result[i]`` is True when this call inserted ``executions[i]``; False when
+        the slot (or the id) was already there, or the job no longer exists.
+        """
+        if not executions:
+            return []
+        with self._tx(write=True) as s:
+            live = self._live_job_ids(s, executions)
+            rows = [_execution_values(e) for e in executions if e.job_id in live]
+            inserted = self._insert_new(s, rows)
+            self._upsert_attempts(s, [_attempt_values(e.id, a) for e in executions if e.id in inserted for a in e.attempts])
+        result = []
+        for e in executions:
+            result.append(e.id in inserted)
+            inserted.discard(e.id)  # the same object twice in a batch: only the first one won
+        return result
+
+    def save_executions(self, executions: list[Execution]) -> None:
+        """Upsert executions by id and their attempts by (execution_id, number), in one transaction.
+
+        Later entries for the same id win (reports arrive in order). Executions of
+        deleted jobs are dropped. A new execution whose slot another execution
+        holds is dropped with a warning instead of failing the whole batch.
+        """
+        latest = {e.id: e for e in executions}
+        if not latest:
+            return
+        with self._tx(write=True) as s:
+            live = self._live_job_ids(s, latest.values())
+            batch = {i: e for i, e in latest.items() if e.job_id in live}
+            found = s.exec(select(_ExecutionRow.id).where(_ExecutionRow.id.in_(list(batch)))).all()
+            existing = set(found)
+            new = [_execution_values(e) for i, e in batch.items() if i not in existing]
+            inserted = self._insert_new(s, new)
+            for values in new:
+                if values["id"] not in inserted:
+                    log.warning("execution %s not saved: slot %s of job %s is held by another execution",
+                                values["id"], values["scheduled_at"].isoformat(), values["job_id"])
+            self._update_existing(s, [_execution_values(e) for i, e in batch.items() if i in existing])
+            kept = existing | inserted
+            self._upsert_attempts(s, [_attempt_values(e.id, a) for e in executions if e.id in kept for a in e.attempts])
+
+    def _live_job_ids(self, s: Session, executions: Iterable[Execution]) -> set[uuid.UUID]:
+        ids = list({e.job_id for e in executions})
+        return set(s.exec(select(_JobRow.id).where(_JobRow.id.in_(ids))).all())
+
+    def _insert_new(self, s: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the ids actually inserted."""
+        if not rows:
+            return set()
+        # Same order in every transaction: two claimers racing over overlapping
+        # slots then wait for each other instead of deadlocking (PostgreSQL).
+        rows = sorted(rows, key=lambda r: (r["job_id"], r["scheduled_at"], r["trigger"]))
+        stmt = self._insert(_executions).on_conflict_do_nothing().returning(_executions.c.id)
+        return set(s.execute(stmt, rows).scalars())
+
+    def _update_existing(self, s: Session, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda r: r["id"])  # lock order, as in _insert_new
+        columns = [c for c in _EXECUTION_COLUMNS if c != "id"]
+        stmt = (
+            update(_executions)
+            .where(_executions.c.id == bindparam("b_id", type_=_executions.c.id.type))
+            .values({c: bindparam(f"b_{c}", type_=_executions.c[c].type) for c in columns})
+        )
+        s.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+
+    def _upsert_attempts(self, s: Session, rows: list[dict[str, Any]]) -> None:
+        # One row per key, the last one winning: PostgreSQL refuses an ON CONFLICT DO
+        # UPDATE that touches a row twice. Sorted for lock order, as in _insert_new.
+        latest = {(r["execution_id"], r["number"]): r for r in rows}
+        rows = [latest[k] for k in sorted(latest)]
+        if not rows:
+            return
+        stmt = self._insert(_attempts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["execution_id", "number"],
+            set_={c: stmt.excluded[c] for c in ("started_at", "duration", "status_code", "error")},
+        )
+        s.execute(stmt, rows)
+
+    def get_execution(self, job_id: uuid.UUID, execution_id: "uuid.UUID | str") -> Execution:
+        eid = execution_id if isinstance(execution_id, uuid.UUID) else _parse_uuid(execution_id)
+        with self._tx() as s:
+            row = s.get(_ExecutionRow, eid) if eid is not None else None
+            if row is None or row.job_id != job_id:
+                raise ExecutionNotFound(f'execution "{execution_id}" of job "{job_id}" not found')
+            return self._with_attempts(s, [row])[0]
+
+    def list_executions(
+        self,
+        job_id: uuid.UUID,
+        *,
+        status: Optional[ExecutionStatus] = None,
+        limit: int = 50,
+        cursor: Optional[str] = None,
+    ) -> tuple[list[Execution], Optional[str]]:
+        """Newest first by (scheduled_at, id), keyset-paged; two queries per page."""
+        _check_limit(limit)
+        E = _ExecutionRow
+        query = select(E).where(E.job_id == job_id).order_by(E.scheduled_at.desc(), E.id.desc())
+        if status is not None:
+            query = query.where(E.status == ExecutionStatus(status).value)
+        if cursor is not None:
+            at, eid = _decode_execution_cursor(cursor)
+            query = query.where(or_(E.scheduled_at < at, and_(E.scheduled_at == at, E.id < eid)))
+        with self._tx() as s:
+            rows = s.exec(query.limit(limit + 1)).all()
+            page = self._with_attempts(s, rows[:limit])
+        if len(rows) <= limit:
+            return page, None
+        last = page[-1]
+        return page, _encode_cursor(f"{last.scheduled_at.isoformat()}|{last.id}")
+
+    def unfinished_executions(self) -> list[Execution]:
+        """Executions left pending or running, of every job, oldest slot first."""
+        E = _ExecutionRow
+        query = select(E).where(E.status.in_(_UNFINISHED)).order_by(E.scheduled_at, E.id)
+        with self._tx() as s:
+            return self._with_attempts(s, s.exec(query).all())
+
+    def _with_attempts(self, s: Session, rows: list[_ExecutionRow]) -> list[Execution]:
+        """Attach attempts to a page of rows with ONE query (no N+1)."""
+        by_execution: dict[uuid.UUID, list[_AttemptRow]] = defaultdict(list)
+        if rows:
+            A = _AttemptRow
+            query = select(A).where(A.execution_id.in_([r.id for r in rows])).order_by(A.execution_id, A.number)
+            for a in s.exec(query):
+                by_execution[a.execution_id].append(a)
+        return [_to_execution(r, by_execution[r.id]) for r in rows]
+
+    def last_slot(self, job_id: uuid.UUID) -> Optional[datetime]:
+        """The latest scheduled/catch-up slot recorded for the job (manual runs are not slots)."""
+        E = _ExecutionRow
+        query = select(func.max(E.scheduled_at)).where(E.job_id == job_id, E.trigger.in_(_SLOT_TRIGGERS))
+        with self._tx() as s:
+            return s.exec(query).one()
+
+    def prune(self, *, keep: int, max_age: timedelta, now: datetime) -> int:
+        """Per job keep the newest ``keep`` executions and none older than ``now - max_age``.
+
+        Age is measured from finished_at (scheduled_at while unset). Pending and
+        running executions are never pruned, but do count towards ``keep``.
+        Returns the number of executions deleted; attempts go with them.
+        """
+        cutoff = _utc(now) - max_age
+        E = _executions.c
+        rank = func.row_number().over(partition_by=E.job_id, order_by=(E.scheduled_at.desc(), E.id.desc()))
+        ranked = (
+            select(E.id, E.status, E.scheduled_at, E.finished_at, rank.label("rn"))
+            .subquery("ranked")
+        )
+        doomed = select(ranked.c.id).where(
+            ranked.c.status.not_in(_UNFINISHED),
+            or_(ranked.c.rn > keep, func.coalesce(ranked.c.finished_at, ranked.c.scheduled_at) < cutoff),
+        )
+        with self._tx(write=True) as s:
+            return s.execute(delete(_executions).where(E.id.in_(doomed))).rowcount
+
+
+def _parse_uuid(text: str) -> Optional[uuid.UUID]:
+    try:
+        return uuid.UUID(text)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _decode_job_cursor(cursor: str) -> str:
+    name = _decode_cursor(cursor)
+    if not re.match(NAME_PATTERN, name):
+        raise _bad_cursor(cursor)
+    return name
+
+
+def _decode_execution_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    at, _, eid = _decode_cursor(cursor).partition("|")
+    try:
+        return _utc(datetime.fromisoformat(at)), uuid.UUID(eid)
+    except ValueError:
+        raise _bad_cursor(cursor) from None

@@ -1,0 +1,150 @@
+"""``chronos serve``: start (or join) Ray, the supervisor with every job
+restored from the store, and the REST API on Ray Serve; stop them all
+cleanly on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import chronos
+
+app = typer.Typer(add_completion=False, help="The Chronos server.", no_args_is_help=True)
+log = logging.getLogger("chronos")
+
+
+@app.callback()
+def main() -> None:
+    """Chronos: a webhook scheduler on Ray."""
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Address the API listens on [default: 127.0.0.1]."),
+    port: Optional[int] = typer.Option(None, help="API port [default: 8080]."),
+    address: Optional[str] = typer.Option(None, envvar="RAY_ADDRESS", help="Join this Ray cluster ('auto' to find it)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Where the embedded SQLite database lives [default: ./chronos-data]."),
+    database_url: Optional[str] = typer.Option(None, help="A PostgreSQL (or SQLite) URL instead of the embedded database."),
+    placement: Optional[str] = typer.Option(None, help="dedicated (one Ray actor per job) or pooled."),
+    dashboard: bool = typer.Option(True, help="Start the Ray dashboard (local Ray only)."),
+) -> None:
+    """Start Chronos and keep it running until Ctrl-C."""
+    from chronos.settings import load_settings
+
+    settings = load_settings(
+        host=host, port=port, ray_address=address, data_dir=data_dir, database_url=database_url, placement=placement
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    server = Server(settings, dashboard=dashboard)
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
+    try:
+        server.start()
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+class Server:
+    def __init__(self, settings, *, dashboard: bool):
+        self.settings = settings
+        self.dashboard = dashboard
+        self._stop = False
+        self._supervisor = None
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def start(self) -> None:
+        import ray
+        from ray import serve
+
+        from chronos.actors.runtime import SLOT_RESOURCE
+        from chronos.actors.supervisor import start_supervisor
+        from chronos.serve.deployment import APP_NAME, build_app
+
+        s = self.settings
+        if s.ray_address:
+            context = ray.init(address=s.ray_address, namespace=s.namespace, log_to_driver=False)
+        else:
+            context = ray.init(
+                namespace=s.namespace,
+                resources={SLOT_RESOURCE: s.job_slots_per_node},
+                include_dashboard=self.dashboard,
+                log_to_driver=False,
+            )
+        self._supervisor = start_supervisor(s)
+        ray.get(self._supervisor.call.remote("ready"), timeout=120)
+        serve.start(http_options={"host": s.host, "port": s.port}, detached=False)
+        serve.run(build_app(s), name=APP_NAME, route_prefix="/")
+        self._banner(context)
+
+    def _banner(self, context) -> None:
+        s = self.settings
+        host = "localhost" if s.host in ("127.0.0.1", "0.0.0.0") else s.host
+        base = f"http://{host}:{s.port}"
+        dashboard = getattr(context, "dashboard_url", None)
+        lines = [
+            f"Chronos {chronos.__version__} is up ({s.placement} placement, store: {_safe_url(s.store_url)})",
+            f"  API        {base}/api/v1",
+            f"  Docs       {base}/docs",
+            f"  Metrics    {base}/metrics",
+        ]
+        if dashboard:
+            lines.append(f"  Ray        http://{dashboard}  (token: run `ray get-auth-token`, or see ~/.ray/auth_token)")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), flush=True)
+
+    def run(self) -> None:
+        """Keep the driver alive; bring the supervisor back if it vanished."""
+        import ray
+
+        from chronos.actors.supervisor import start_supervisor
+
+        while not self._stop:
+            time.sleep(1.0)
+            try:
+                ray.get(self._supervisor.call.remote("ready"), timeout=30)
+            except Exception as e:  # detached actor gone for good: start it again
+                log.warning("supervisor check failed (%s); ensuring it runs", e)
+                self._supervisor = start_supervisor(self.settings)
+
+    def stop(self) -> None:
+        import ray
+        from ray import serve
+
+        if not ray.is_initialized():
+            return
+        print("Stopping Chronos...", flush=True)
+        try:
+            serve.shutdown()
+        except Exception as e:
+            log.warning("serve shutdown: %s", e)
+        if self._supervisor is not None:
+            try:
+                ray.get(self._supervisor.shutdown.remote(), timeout=30)
+            except Exception as e:
+                log.warning("supervisor shutdown: %s", e)
+            ray.kill(self._supervisor, no_restart=True)
+        ray.shutdown()
+        print("Stopped.", flush=True)
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,294 @@
+"""The per-job state machine on a fake clock: hours of schedule in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chronos.clock import FakeClock
+from chronos.dispatcher import Outcome
+from chronos.models import Execution, ExecutionStatus, Job, Trigger
+from chronos.runner import JobRunner
+
+T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc)  # a Monday, 12:00 UTC
+
+
+class MemoryReporter:
+    """The store's slot claim and execution history, in memory."""
+
+    def __init__(self):
+        self.slots: set[tuple] = set()
+        self.executions: dict = {}
+        self.reports: list[Execution] = []
+
+    async def claim(self, execution: Execution) -> bool:
+        key = (execution.job_id, execution.scheduled_at, execution.trigger)
+        if key in self.slots:
+            return False
+        self.slots.add(key)
+        self.executions[execution.id] = execution.model_copy(deep=True)
+        return True
+
+    def report(self, execution: Execution) -> None:
+        self.reports.append(execution)
+        self.executions[execution.id] = execution
+
+    def by_status(self, status: ExecutionStatus) -> list[Execution]:
+        return sorted((e for e in self.executions.values() if e.status is status), key=lambda e: e.scheduled_at)
+
+
+class FakeWebhook:
+    """Answers with programmed status codes, taking `latency` of fake time."""
+
+    def __init__(self, clock: FakeClock, statuses=(200,), latency: float = 0.05):
+        self.clock = clock
+        self.statuses = list(statuses)
+        self.latency = latency
+        self.calls: list[tuple] = []  # (time, execution id, attempt)
+
+    async def send(self, job, execution, attempt, timeout) -> Outcome:
+        self.calls.append((self.clock.now(), execution.id, attempt))
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        await self.clock.sleep_until(self.clock.now() + timedelta(seconds=self.latency))
+        if status == "timeout":
+            return Outcome(status_code=None, duration=timeout, error=f"timed out after {timeout:g}s", kind="timeout")
+        return Outcome(status_code=status, duration=self.latency, body="ok")
+
+
+def make_job(schedule="@every 10s", **fields) -> Job:
+    spec = {"name": "job", "schedule": schedule, "webhook": {"url": "http://127.0.0.1:9/hook"}}
+    spec.update(fields)
+    return Job.model_validate({**spec, "anchor": T0, "created_at": T0, "updated_at": T0})
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(T0)
+
+
+def runner_for(job, clock, webhook, reporter=None):
+    reporter = reporter or MemoryReporter()
+    return JobRunner(job, clock=clock, send=webhook.send, reporter=reporter, node="n1", actor="a1"), reporter
+
+
+async def test_every_fires_at_fixed_rate_for_an_hour(clock):
+    webhook = FakeWebhook(clock)
+    runner, reporter = runner_for(make_job("@every 10s"), clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(hours=1, seconds=1))
+    done = reporter.by_status(ExecutionStatus.success)
+    assert len(done) == 360
+    assert [e.scheduled_at for e in done] == [T0 + timedelta(seconds=10 * k) for k in range(1, 361)]
+    assert all(call[0] == e.scheduled_at for call, e in zip(webhook.calls, done))  # fired on time
+    assert done[0].attempts[0].status_code == 200 and done[0].node == "n1" and done[0].actor == "a1"
+    await runner.stop()
+
+
+async def test_cron_fires_on_the_quarter_hours(clock):
+    webhook = FakeWebhook(clock)
+    runner, reporter = runner_for(make_job("*/15 * * * *"), clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(hours=3, seconds=1))
+    done = reporter.by_status(ExecutionStatus.success)
+    assert [e.scheduled_at for e in done] == [T0 + timedelta(minutes=15 * k) for k in range(1, 13)]
+    assert runner.next_run == T0 + timedelta(hours=3, minutes=15)
+    await runner.stop()
+
+
+async def test_retries_follow_the_backoff_of_the_guide(clock):
+    webhook = FakeWebhook(clock, statuses=[500], latency=0)
+    policy = {"max_attempts": 5, "initial_interval": "10s", "max_interval": "5m", "multiplier": 2.0}
+    runner, reporter = runner_for(make_job("0 * * * *", retry_policy=policy), clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(hours=1, minutes=5))
+    (failed,) = reporter.by_status(ExecutionStatus.failed)
+    times = [call[0] for call in webhook.calls]
+    assert [(b - a).total_seconds() for a, b in zip(times, times[1:])] == [10, 20, 40, 80]
+    assert [a.number for a in failed.attempts] == [1, 2, 3, 4, 5]
+    assert failed.status_code == 500 and "500" in failed.error
+    await runner.stop()
+
+
+async def test_retry_then_success_and_no_retry_on_404(clock):
+    webhook = FakeWebhook(clock, statuses=[503, 503, 200, 404], latency=0)
+    runner, reporter = runner_for(make_job("@every 1m"), clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(minutes=2, seconds=30))
+    first, second = sorted(reporter.executions.values(), key=lambda e: e.scheduled_at)
+    assert first.status is ExecutionStatus.success and len(first.attempts) == 3
+    assert second.status is ExecutionStatus.failed and len(second.attempts) == 1 and second.status_code == 404
+    await runner.stop()
+
+
+async def test_timeout_is_a_final_status(clock):
+    webhook = FakeWebhook(clock, statuses=["timeout"], latency=0)
+    runner, reporter = runner_for(make_job("@every 1m", retry_policy={"max_attempts": 2}), clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(minutes=1, seconds=5))
+    (execution,) = reporter.by_status(ExecutionStatus.timeout)
+    assert len(execution.attempts) == 2 and "timed out" in execution.error
+    await runner.stop()
+
+
+async def test_forbid_skips_a_slot_while_the_previous_run_is_running(clock):
+    webhook = FakeWebhook(clock, latency=90)  # each request takes 90 s
+    runner, reporter = runner_for(make_job("@every 1m", concurrency="forbid"), clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(minutes=4, seconds=1))
+    ran = reporter.by_status(ExecutionStatus.success) + reporter.by_status(ExecutionStatus.running)
+    skipped = reporter.by_status(ExecutionStatus.skipped)
+    assert [e.scheduled_at.minute for e in ran] == [1, 3]
+    assert [e.scheduled_at.minute for e in skipped] == [2, 4]
+    assert "still running (concurrency: forbid)" in skipped[0].reason
+    assert str(ran[0].id) in skipped[0].reason
+    await runner.stop()
+
+
+async def test_allow_runs_alongside(clock):
+    webhook = FakeWebhook(clock, latency=150)
+    runner, reporter = runner_for(make_job("@every 1m", concurrency="allow"), clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(minutes=3, seconds=1))
+    assert len(runner.running) == 3  # minutes 1 (till 3:30), 2 and 3
+    assert not reporter.by_status(ExecutionStatus.skipped)
+    await runner.stop()
+
+
+async def test_replace_cancels_the_running_one(clock):
+    webhook = FakeWebhook(clock, latency=90)
+    runner, reporter = runner_for(make_job("@every 1m", concurrency="replace"), clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(minutes=2, seconds=1))
+    (cancelled,) = reporter.by_status(ExecutionStatus.cancelled)
+    (running,) = reporter.by_status(ExecutionStatus.running)
+    assert cancelled.scheduled_at.minute == 1 and running.scheduled_at.minute == 2
+    assert f"replaced by execution {running.id}" in cancelled.reason
+    assert cancelled.finished_at == T0 + timedelta(minutes=2)
+    await runner.stop()
+
+
+async def test_manual_trigger_and_cancel(clock):
+    webhook = FakeWebhook(clock, latency=600)
+    runner, reporter = runner_for(make_job("0 0 1 1 *"), clock, webhook)
+    runner.start()
+    execution = await runner.trigger()
+    assert execution.trigger is Trigger.manual and execution.status is ExecutionStatus.running
+    await clock.advance(5)
+    cancelled = await runner.cancel(execution.id)
+    assert cancelled.status is ExecutionStatus.cancelled and cancelled.reason == "cancelled by user"
+    assert reporter.executions[execution.id].status is ExecutionStatus.cancelled
+    assert await runner.cancel(execution.id) is None  # not running any more
+    await runner.stop()
+
+
+async def test_update_rearms_without_losing_the_running_execution(clock):
+    webhook = FakeWebhook(clock, latency=30)
+    job = make_job("@every 1m")
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start()
+    await clock.advance(timedelta(minutes=1, seconds=10))  # the 12:01 run is in flight
+    runner.update(job.model_copy(update={"schedule": "*/5 * * * *"}))
+    await clock.advance(timedelta(minutes=10))
+    done = reporter.by_status(ExecutionStatus.success)
+    assert [e.scheduled_at.minute for e in done] == [1, 5, 10]
+    await runner.stop()
+
+
+async def test_disabled_job_does_not_fire(clock):
+    webhook = FakeWebhook(clock)
+    job = make_job("@every 10s")
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start()
+    await clock.advance(25)
+    runner.update(job.model_copy(update={"enabled": False}))
+    await clock.advance(600)
+    assert len(reporter.executions) == 2
+    assert runner.next_run is None
+    await runner.stop()
+
+
+async def test_two_runners_of_one_job_fire_each_slot_once(clock):
+    webhook = FakeWebhook(clock)
+    job = make_job("@every 5s")
+    reporter = MemoryReporter()
+    a, _ = runner_for(job, clock, webhook, reporter)
+    b, _ = runner_for(job, clock, webhook, reporter)
+    a.start()
+    b.start()
+    await clock.advance(timedelta(minutes=5))
+    assert len(webhook.calls) == 60
+    assert len({call[1] for call in webhook.calls}) == 60
+    assert len(reporter.executions) == 60
+    await asyncio.gather(a.stop(), b.stop())
+
+
+@pytest.mark.parametrize(
+    "policy, ran, skipped_count",
+    [("execute_one", [59], 59), ("execute_all", list(range(0, 60)), 0), ("ignore", [], 60)],
+)
+async def test_missed_runs_after_downtime(clock, policy, ran, skipped_count):
+    # Last fired 10:59, back at 12:00 with a 1h window: slots 11:00 .. 11:59 were missed
+    # (60 of them, all inside the window); 12:00 is only late, so it fires as scheduled.
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("* * * * *", missed_runs=policy)
+    job = job.model_copy(update={"anchor": T0 - timedelta(days=1)})
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start(last_slot=T0 - timedelta(hours=1, minutes=1))
+    for _ in range(100):
+        await clock.advance(0.01)
+    catchups = sorted((e for e in reporter.executions.values() if e.trigger is Trigger.catchup), key=lambda e: e.scheduled_at)
+    run = [e for e in catchups if e.status is ExecutionStatus.success]
+    assert [(e.scheduled_at - (T0 - timedelta(hours=1))).total_seconds() // 60 for e in run] == ran
+    summaries = [e for e in catchups if e.status is ExecutionStatus.skipped]
+    on_time = [e for e in reporter.executions.values() if e.trigger is Trigger.scheduled]
+    assert [e.scheduled_at for e in on_time] == [T0]
+    assert sum(e.missed_slots for e in summaries) == skipped_count
+    if summaries:
+        assert "missed while no scheduler was running" in summaries[0].reason
+    await runner.stop()
+
+
+async def test_orphans_resume_with_the_same_id_or_fail_when_too_old(clock):
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("0 0 1 1 *", catchup_window="10m")
+    recent = Execution(job_id=job.id, job_name=job.name, scheduled_at=T0 - timedelta(minutes=2), status=ExecutionStatus.running)
+    old = Execution(job_id=job.id, job_name=job.name, scheduled_at=T0 - timedelta(hours=2), status=ExecutionStatus.pending)
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start(orphans=[recent.model_copy(), old.model_copy()])
+    await clock.advance(1)
+    assert reporter.executions[recent.id].status is ExecutionStatus.success
+    assert webhook.calls[0][1] == recent.id
+    assert reporter.executions[old.id].status is ExecutionStatus.failed
+    assert "older than catchup_window" in reporter.executions[old.id].error
+    await runner.stop()
+
+
+async def test_missed_runs_outside_the_window_are_recorded_not_run(clock):
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("*/10 * * * *", missed_runs="execute_all", catchup_window="30m")
+    job = job.model_copy(update={"anchor": T0 - timedelta(days=1)})
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start(last_slot=T0 - timedelta(hours=2))  # 10:10 .. 11:50 missed: 11 slots
+    for _ in range(50):
+        await clock.advance(0.01)
+    run = sorted((e.scheduled_at, e.trigger) for e in reporter.by_status(ExecutionStatus.success))
+    caught_up = [(T0 - timedelta(minutes=m), Trigger.catchup) for m in (30, 20, 10)]  # inside the window
+    assert run == caught_up + [(T0, Trigger.scheduled)]
+    (summary,) = reporter.by_status(ExecutionStatus.skipped)
+    assert summary.missed_slots == 8 and summary.scheduled_at == T0 - timedelta(minutes=40)
+    assert summary.trigger is Trigger.catchup
+    await runner.stop()
+
+
+async def test_a_new_runner_fires_slightly_late_slots_as_scheduled(clock):
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("@every 1s")  # anchored at T0, but the runner starts 2.5 s later
+    await clock.advance(2.5)
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start()
+    await clock.advance(0.6)
+    slots = sorted((e.scheduled_at, e.trigger) for e in reporter.executions.values())
+    assert slots == [(T0 + timedelta(seconds=k), Trigger.scheduled) for k in (1, 2, 3)]
+    await runner.stop()
