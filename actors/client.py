@@ -35,13 +35,17 @@ class SupervisorClient:
             raise AttributeError(method)
 
         async def call(*args, **kwargs):
-            try:
-                ref = self._supervisor().call.remote(method, *args, **kwargs)
-                return await asyncio.wait_for(ref, CALL_TIMEOUT)
-            except RayTaskError as e:
-                raise e.cause if isinstance(e.cause, Exception) else e
-            except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
-                self._handle = None
-                raise Unavailable(f"the supervisor did not answer ({type(e).__name__}): try again shortly") from None
+            for attempt in (1, 2):  # a second try re-resolves a restarted supervisor
+                try:
+                    ref = self._supervisor().call.remote(method, *args, **kwargs)
+                    return await asyncio.wait_for(ref, CALL_TIMEOUT)
+                except RayTaskError as e:
+                    raise e.cause if isinstance(e.cause, Exception) else e
+                except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
+                    self._handle = None
+                    if attempt == 2:
+                        raise Unavailable(
+                            f"the supervisor did not answer ({type(e).__name__}): try again shortly"
+                        ) from None
 
         return call

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import ray
+from ray.exceptions import RayActorError
 
 from chronos.backend import Backend
 from chronos.settings import Settings
@@ -59,8 +61,19 @@ class SupervisorActor:
         await self.supervisor.stop()
 
 
-def start_supervisor(settings: Settings):
-    """Create the supervisor actor, or attach to the one already running."""
-    return SupervisorActor.options(
-        name=SUPERVISOR_NAME, namespace=settings.namespace, lifetime="detached", get_if_exists=True
-    ).remote(settings)
+def start_supervisor(settings: Settings, timeout: float = 120.0):
+    """Create the supervisor actor (or attach to the live one) and wait until
+    it has restored every job. A just-killed supervisor's name can linger for
+    a moment, so a dead handle is retried."""
+    deadline = time.monotonic() + timeout
+    while True:
+        handle = SupervisorActor.options(
+            name=SUPERVISOR_NAME, namespace=settings.namespace, lifetime="detached", get_if_exists=True
+        ).remote(settings)
+        try:
+            ray.get(handle.call.remote("ready"), timeout=max(1.0, deadline - time.monotonic()))
+            return handle
+        except RayActorError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

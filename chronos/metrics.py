@@ -40,12 +40,13 @@ class Metrics:
         self._attempts_seen: dict = {}
         self._finished: OrderedDict = OrderedDict()
 
-    def observe(self, execution: Execution) -> None:
-        """Account for one reported state of an execution. Reports can repeat
+    def observe(self, execution: Execution) -> bool:
+        """Account for one reported state of an execution; False if it is stale
+        (the execution already finished). Reports can repeat or arrive late
         (a retried flush), so attempts and final statuses are counted once."""
         key = execution.id
         if key in self._finished:
-            return
+            return False
         seen = self._attempts_seen.get(key, 0)
         for attempt in execution.attempts[seen:]:
             self.attempts.labels(_outcome(attempt.status_code, attempt.error)).inc()
@@ -67,6 +68,7 @@ class Metrics:
                 if execution.started_at and execution.trigger is Trigger.scheduled:
                     self.lag.observe(max(0.0, (execution.started_at - execution.scheduled_at).total_seconds()))
         self.running.set(len(self._running))
+        return True
 
     def exposition(self, jobs_total: int, jobs_enabled: int) -> bytes:
         self.jobs_total.set(jobs_total)

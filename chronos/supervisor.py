@@ -113,8 +113,9 @@ class Supervisor:
 
     async def report(self, executions: list[Execution]) -> None:
         for execution in executions:
+            if not self.stats.observe(execution):
+                continue  # a late report of an execution that already finished
             self._pending[execution.id] = execution
-            self.stats.observe(execution)
             if execution.status.final and execution.status is not ExecutionStatus.skipped:
                 self._runtime_updates[execution.job_id] = {
                     "last_run": execution.started_at or execution.scheduled_at,
@@ -295,7 +296,7 @@ class Supervisor:
             cancelled = execution.model_copy(
                 update={"status": ExecutionStatus.cancelled, "finished_at": now, "reason": "cancelled by user"}
             )
-            await self.report([cancelled])
+        await self.report([cancelled])
         await self.flush()
         return await self._io(self.store.get_execution, job.id, execution.id)
 

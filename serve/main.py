@@ -83,7 +83,6 @@ class Server:
                 log_to_driver=False,
             )
         self._supervisor = start_supervisor(s)
-        ray.get(self._supervisor.call.remote("ready"), timeout=120)
         serve.start(http_options={"host": s.host, "port": s.port}, detached=False)
         serve.run(build_app(s), name=APP_NAME, route_prefix="/")
         self._banner(context)

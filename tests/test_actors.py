@@ -33,8 +33,7 @@ class Chronos:
         self.actor = None
 
     async def start(self):
-        self.actor = start_supervisor(self.settings)
-        await self.actor.call.remote("ready")
+        self.actor = await asyncio.to_thread(start_supervisor, self.settings)
         return self
 
     async def stop(self):
