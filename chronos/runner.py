@@ -73,6 +73,7 @@ class JobRunner:
         self._cancel_reasons: dict[UUID, str] = {}
         self.next_run: Optional[datetime] = None
         self._stopping = False
+        self._changed = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -91,9 +92,11 @@ class JobRunner:
         self._arm(after=resume_from)
 
     def update(self, job: Job) -> None:
-        """Re-arm on the new spec; running executions finish on the old one."""
+        """Take a new spec: the timer re-plans from the last slot it handled (a
+        slot being claimed or fired right now is never lost); running
+        executions finish on the old spec."""
         self.job = job
-        self._arm(after=self._clock.now())
+        self._changed.set()
 
     async def stop(self) -> None:
         """Stop without recording anything: unfinished executions stay as they
@@ -106,9 +109,6 @@ class JobRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _arm(self, after: datetime) -> None:
-        if self._timer:
-            self._timer.cancel()
-        self.next_run = None
         self._timer = asyncio.create_task(self._timer_loop(after), name=f"timer:{self.job.name}")
 
     def _spawn(self, coro) -> None:
@@ -122,24 +122,36 @@ class JobRunner:
         return parse_schedule(self.job.schedule, self.job.timezone, anchor=self.job.anchor)
 
     async def _timer_loop(self, after: datetime) -> None:
-        schedule = self._schedule()
-        while self.job.enabled:
-            due = schedule.next_after(after)
+        while True:
+            self._changed.clear()
+            due = self._schedule().next_after(max(after, self._clock.now() - LATE_GRACE)) if self.job.enabled else None
             self.next_run = due
             if due is None:
-                return
-            await self._clock.sleep_until(due - self._claim_lead)
+                await self._changed.wait()
+                continue
+            if not await self._sleep(due - self._claim_lead):
+                continue  # the spec changed while waiting: plan again
             after = due
             try:
                 execution = self._new(Trigger.scheduled, due)
-                if not await self._claim(execution):
-                    continue
-                await self._clock.sleep_until(due)
-                self._dispatch(execution)
+                if await self._claim(execution):
+                    await self._clock.sleep_until(due)
+                    self._dispatch(execution)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not stop the job's timer
                 log.exception("job %s: slot %s could not be fired", self.job.name, due)
+
+    async def _sleep(self, until: datetime) -> bool:
+        """Sleep until ``until``; False if woken early by a change of spec."""
+        sleeper = asyncio.ensure_future(self._clock.sleep_until(until))
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            changed.cancel()
+        return not self._changed.is_set()
 
     async def _claim(self, execution: Execution) -> bool:
         """Claim, retrying while the supervisor is unreachable; a slot whose

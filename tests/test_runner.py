@@ -273,10 +273,11 @@ async def test_missed_runs_outside_the_window_are_recorded_not_run(clock):
     runner.start(last_slot=T0 - timedelta(hours=2))  # 10:10 .. 11:50 missed: 11 slots
     for _ in range(50):
         await clock.advance(0.01)
-    run = sorted((e.scheduled_at, e.trigger) for e in reporter.by_status(ExecutionStatus.success))
-    caught_up = [(T0 - timedelta(minutes=m), Trigger.catchup) for m in (30, 20, 10)]  # inside the window
-    assert run == caught_up + [(T0, Trigger.scheduled)]
-    (summary,) = reporter.by_status(ExecutionStatus.skipped)
+    run = sorted(e.scheduled_at for e in reporter.by_status(ExecutionStatus.success) if e.trigger is Trigger.catchup)
+    assert run == [T0 - timedelta(minutes=m) for m in (30, 20, 10)]  # inside the window
+    on_time = [e for e in reporter.executions.values() if e.trigger is Trigger.scheduled]
+    assert [e.scheduled_at for e in on_time] == [T0]  # due now: fired (or skipped by forbid), not missed
+    (summary,) = [e for e in reporter.by_status(ExecutionStatus.skipped) if e.trigger is Trigger.catchup]
     assert summary.missed_slots == 8 and summary.scheduled_at == T0 - timedelta(minutes=40)
     assert summary.trigger is Trigger.catchup
     await runner.stop()
@@ -291,4 +292,24 @@ async def test_a_new_runner_fires_slightly_late_slots_as_scheduled(clock):
     await clock.advance(0.6)
     slots = sorted((e.scheduled_at, e.trigger) for e in reporter.executions.values())
     assert slots == [(T0 + timedelta(seconds=k), Trigger.scheduled) for k in (1, 2, 3)]
+    await runner.stop()
+
+
+async def test_an_update_while_a_slot_is_being_claimed_does_not_lose_it(clock):
+    class SlowReporter(MemoryReporter):
+        async def claim(self, execution):
+            await clock.sleep_until(clock.now() + timedelta(milliseconds=200))
+            return await super().claim(execution)
+
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("@every 10s")
+    runner, reporter = runner_for(job, clock, webhook, SlowReporter())
+    runner.start()
+    await clock.advance(9.85)  # the claim of 12:00:10 is in flight
+    runner.update(job.model_copy(update={"description": "changed"}))
+    await clock.advance(10.5)
+    assert sorted(e.scheduled_at for e in reporter.executions.values()) == [
+        T0 + timedelta(seconds=10),
+        T0 + timedelta(seconds=20),
+    ]
     await runner.stop()
