@@ -73,6 +73,7 @@ class Server:
         from chronos.serve.deployment import APP_NAME, build_app
 
         s = self.settings
+        _check_port_free(s.host, s.port)
         if s.ray_address:
             context = ray.init(address=s.ray_address, namespace=s.namespace, log_to_driver=False)
         else:
@@ -136,6 +137,18 @@ class Server:
             ray.kill(self._supervisor, no_restart=True)
         ray.shutdown()
         print("Stopped.", flush=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail fast and clearly, instead of Serve retrying a taken port forever."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise SystemExit(f"Error: port {port} on {host} is not available ({e.strerror}): stop what uses it or pass --port") from None
 
 
 def _safe_url(url: str) -> str:
