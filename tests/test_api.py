@@ -985,7 +985,7 @@ async def test_guide_flow_over_the_real_supervisor(store):
 
             assert (await c.get("/ready")).status_code == 200
             families = {f.name for f in text_string_to_metric_families((await c.get("/metrics")).text)}
-            assert {"chronos_jobs_total", "chronos_executions", "chronos_api_requests"} <= families
+            assert {"chronos_jobs", "chronos_executions", "chronos_api_requests"} <= families  # counter families
 
             assert (await c.delete("/api/v1/jobs/hourly-health-check")).status_code == 204
             assert [j["name"] for j in (await c.get("/api/v1/jobs")).json()["items"]] == ["critical-backup"]
