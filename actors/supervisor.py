@@ -10,6 +10,7 @@ import time
 
 import ray
 from ray.exceptions import RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from chronos.backend import Backend
 from chronos.settings import Settings
@@ -68,7 +69,13 @@ def start_supervisor(settings: Settings, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
     while True:
         handle = SupervisorActor.options(
-            name=SUPERVISOR_NAME, namespace=settings.namespace, lifetime="detached", get_if_exists=True
+            name=SUPERVISOR_NAME,
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            # On the node that runs `chronos serve` (the head under `ray up`);
+            # soft, so Ray may restart it elsewhere when that node is lost.
+            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
         ).remote(settings)
         try:
             ray.get(handle.call.remote("ready"), timeout=max(1.0, deadline - time.monotonic()))
