@@ -35,17 +35,18 @@ class SupervisorClient:
             raise AttributeError(method)
 
         async def call(*args, **kwargs):
-            for attempt in (1, 2):  # a second try re-resolves a restarted supervisor
+            for attempt in (1, 2):
                 try:
                     ref = self._supervisor().call.remote(method, *args, **kwargs)
                     return await asyncio.wait_for(ref, CALL_TIMEOUT)
                 except RayTaskError as e:
                     raise e.cause if isinstance(e.cause, Exception) else e
-                except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
+                except RayActorError as e:  # a restarted supervisor: resolve it again, once
                     self._handle = None
                     if attempt == 2:
-                        raise Unavailable(
-                            f"the supervisor did not answer ({type(e).__name__}): try again shortly"
-                        ) from None
+                        raise Unavailable(f"the supervisor is restarting ({type(e).__name__}): try again shortly") from None
+                except (GetTimeoutError, asyncio.TimeoutError):
+                    # Not retried: the call may still complete (a create would then clash).
+                    raise Unavailable(f"the supervisor did not answer within {CALL_TIMEOUT:g}s: try again shortly") from None
 
         return call

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from chronos.dispatcher import Dispatcher
+from chronos.egress import DEFAULT_POLICY
 from chronos.errors import Unavailable
 from chronos.host import JobHost
 
@@ -49,11 +51,11 @@ class SupervisorLink:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)
 class HostActor:
-    def __init__(self, key: str, namespace: str):
+    def __init__(self, key: str, namespace: str, egress=DEFAULT_POLICY):
         self.key = key
         context = ray.get_runtime_context()
         node = f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
-        self.host = JobHost(SupervisorLink(namespace), node=node, actor=key)
+        self.host = JobHost(SupervisorLink(namespace), node=node, actor=key, dispatcher=Dispatcher(egress=egress))
 
     def __repr__(self) -> str:  # what the Ray dashboard shows for this actor
         return f"HostActor({self.key}, jobs={len(self.host.runners)})"

@@ -13,6 +13,7 @@ from typing import Optional
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from chronos.egress import DEFAULT_POLICY
 from chronos.errors import CapacityExhausted
 from chronos.runtime import HostGone, host_key
 
@@ -43,7 +44,8 @@ class RayHost:
 
 
 class RayRuntime:
-    def __init__(self, *, placement: str, pool_size: int, namespace: str):
+    def __init__(self, *, placement: str, pool_size: int, namespace: str, egress=DEFAULT_POLICY):
+        self._egress = egress
         self._placement = placement
         self._pool_size = pool_size
         self._namespace = namespace
@@ -55,11 +57,13 @@ class RayRuntime:
     async def host(self, key: str, *, create: bool = True) -> Optional[RayHost]:
         handle = self._handles.get(key)
         if handle is None:
-            handle = self._lookup(key)
+            # Lookups and creation are blocking calls to Ray's control store:
+            # keep them off the supervisor's event loop.
+            handle = await asyncio.to_thread(self._lookup, key)
             if handle is None:
                 if not create:
                     return None
-                handle = self._create(key)
+                handle = await asyncio.to_thread(self._create, key)
             self._handles[key] = handle
         return RayHost(handle, lambda: self._handles.pop(key, None))
 
@@ -75,7 +79,7 @@ class RayRuntime:
         if key.startswith("chronos:job:"):
             self._admit()
             options["resources"] = {SLOT_RESOURCE: 1}
-        return HostActor.options(**options).remote(key, self._namespace)
+        return HostActor.options(**options).remote(key, self._namespace, self._egress)
 
     def _admit(self) -> None:
         capacity = int(ray.cluster_resources().get(SLOT_RESOURCE, 0))
@@ -88,7 +92,7 @@ class RayRuntime:
             )
 
     async def drop(self, key: str) -> None:
-        handle = self._handles.pop(key, None) or self._lookup(key)
+        handle = self._handles.pop(key, None) or await asyncio.to_thread(self._lookup, key)
         if handle is not None:
             ray.kill(handle, no_restart=True)
 

@@ -9,7 +9,7 @@ import logging
 import time
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from chronos.backend import Backend
@@ -29,11 +29,16 @@ class SupervisorActor:
     def __init__(self, settings: Settings):
         logging.basicConfig(level=logging.INFO)
         self.supervisor = Supervisor(
-            Store(settings.store_url),
+            Store(settings.store_url, secret_key=settings.secret_key),
             history_keep=settings.history_keep,
             history_max_age=settings.history_max_age,
         )
-        runtime = RayRuntime(placement=settings.placement, pool_size=settings.pool_size, namespace=settings.namespace)
+        runtime = RayRuntime(
+            placement=settings.placement,
+            pool_size=settings.pool_size,
+            namespace=settings.namespace,
+            egress=settings.egress_policy,
+        )
         self._started = asyncio.get_running_loop().create_task(self.supervisor.start(runtime))
 
     def __repr__(self) -> str:
@@ -80,7 +85,7 @@ def start_supervisor(settings: Settings, timeout: float = 120.0):
         try:
             ray.get(handle.call.remote("ready"), timeout=max(1.0, deadline - time.monotonic()))
             return handle
-        except RayActorError:
+        except (RayActorError, RayTaskError):  # dead handle, or still restoring a large store
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+            time.sleep(0.5)

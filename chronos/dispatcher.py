@@ -17,7 +17,11 @@ Rules (DESIGN.md §5):
   outcome is marked truncated and the connection is closed instead of drained;
 - redirects are followed by hand, only within the same origin (scheme, host, port), at most
   ``MAX_REDIRECTS`` hops; a redirect elsewhere is returned as the 3xx response it is, with
-  an error saying it was not followed.
+  an error saying it was not followed;
+- the egress policy (:mod:`chronos.egress`) is applied before every connection: a literal IP
+  in the URL is checked as written, a name through a resolver that checks every address it
+  resolves to, so aiohttp only ever connects to a checked address. A refused target is an
+  outcome of kind ``"denied"``, which is never retried.
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Optional
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict
 from yarl import URL
 
 import chronos
 from chronos.durations import format_duration
+from chronos.egress import DEFAULT_POLICY, EgressDenied, EgressPolicy
 from chronos.models import (
     RESPONSE_BODY_LIMIT,
     ApiKeyAuth,
@@ -53,7 +59,7 @@ from chronos.models import (
 
 __all__ = ["Dispatcher", "Outcome", "OutcomeKind", "MAX_REDIRECTS", "parse_retry_after", "format_scheduled_time"]
 
-OutcomeKind = Literal["response", "timeout", "connection", "invalid"]
+OutcomeKind = Literal["response", "timeout", "connection", "invalid", "denied"]
 
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -69,7 +75,8 @@ class Outcome:
     ``kind`` is ``"response"`` when a complete HTTP response (status line and headers) was
     received and is the final answer of the attempt; otherwise ``status_code`` is ``None`` and
     ``kind`` says why there is no answer: ``"timeout"``, ``"connection"`` (refused, reset,
-    DNS failure) or ``"invalid"`` (malformed HTTP, TLS failure, redirect loop, bad URL).
+    DNS failure), ``"invalid"`` (malformed HTTP, TLS failure, redirect loop, bad URL) or
+    ``"denied"`` (the egress policy refused the target; nothing was sent).
     """
 
     status_code: Optional[int]
@@ -172,6 +179,24 @@ def _describe_os_error(exc: BaseException) -> str:
     return strerror or str(err) or type(err).__name__
 
 
+class CheckedResolver(AbstractResolver):
+    """Wraps aiohttp's resolver: every address a name resolves to must pass the egress
+    policy, else :class:`EgressDenied` is raised before aiohttp opens any socket."""
+
+    def __init__(self, policy: EgressPolicy, inner: AbstractResolver):
+        self.policy = policy
+        self.inner = inner
+
+    async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[ResolveResult]:
+        self.policy.check_host(host)  # denied names (metadata.google.internal) are never looked up
+        results = await self.inner.resolve(host, port, family=family)
+        self.policy.check_resolved(host, [r["host"] for r in results])
+        return results
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 # ---------------------------------------------------------------- dispatcher
 
 
@@ -182,9 +207,22 @@ class Dispatcher:
     same event loop at once.
     """
 
-    def __init__(self, *, version: str = chronos.__version__, connections: int = 1000, verify_tls: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        version: str = chronos.__version__,
+        connections: int = 1000,
+        verify_tls: bool = True,
+        egress: EgressPolicy = DEFAULT_POLICY,
+        resolver: Optional[Any] = None,
+    ) -> None:
+        """``egress``: where webhooks may go (``settings.egress_policy``). ``resolver``: a
+        factory of the aiohttp resolver to wrap (default aiohttp's own; tests pass a fake)."""
         if connections < 1:
             raise ValueError("connections must be at least 1")
+        self.egress = egress
+        self._resolver_factory = resolver or aiohttp.DefaultResolver
+        self._resolver: Optional[CheckedResolver] = None
         self.version = version
         self.connections = connections
         self.verify_tls = verify_tls
@@ -197,7 +235,9 @@ class Dispatcher:
     def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
+            self._resolver = CheckedResolver(self.egress, self._resolver_factory())
             connector = aiohttp.TCPConnector(
+                resolver=self._resolver,
                 limit=self.connections,
                 # One slow host may hold a share of the pool, never all of it.
                 limit_per_host=max(1, min(self.connections, max(100, self.connections // 4))),
@@ -220,8 +260,11 @@ class Dispatcher:
 
     async def close(self) -> None:
         session, self._session, self._loop = self._session, None, None
+        resolver, self._resolver = self._resolver, None
         if session is not None and not session.closed:
             await session.close()
+        if resolver is not None:  # we own it: the connector does not close a resolver it was given
+            await resolver.close()
 
     async def __aenter__(self) -> "Dispatcher":
         return self
@@ -292,6 +335,8 @@ class Dispatcher:
         url = URL(webhook.url)
         seen = [(method, str(url))]
         for _hop in range(MAX_REDIRECTS + 1):
+            # aiohttp skips the resolver for a literal IP, so that case is checked here.
+            self.egress.check_host(url.host or "")
             async with session.request(
                 method,
                 url,
@@ -376,6 +421,8 @@ async def _read_response(resp: aiohttp.ClientResponse, method: str) -> dict[str,
 
 def _error_result(exc: Exception) -> dict[str, Any]:
     """Map what aiohttp (or the OS) raised to an outcome with a readable error."""
+    if isinstance(exc, EgressDenied):
+        return _result(None, kind="denied", error=str(exc))
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not isinstance(exc, aiohttp.ClientError):
         return _result(None, kind="timeout", error="timed out")
     if isinstance(exc, aiohttp.ServerTimeoutError):

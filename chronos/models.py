@@ -27,6 +27,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -49,10 +51,21 @@ def _duration(value: Any) -> timedelta:
         raise PydanticCustomError("duration", str(e)) from None
 
 
+# What clients may send, for the OpenAPI document (pydantic would otherwise advertise ISO 8601
+# "PT1H", which the parser does not read). No pattern: the parser also reads "90", " 10S ".
+_DURATION_INPUT_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "examples": ["500ms", "10s", "5m", "1h30m", "1d"]},
+        {"type": "number", "minimum": 0, "maximum": 366 * 86400},
+    ],
+    "description": 'A duration like "500ms", "10s", "5m", "1h30m" or "1d" (at most 366d), or a number of seconds.',
+}
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str, when_used="always"),
+    WithJsonSchema(_DURATION_INPUT_SCHEMA, mode="validation"),
 ]
 
 
@@ -108,18 +121,18 @@ class Trigger(str, Enum):
 
 class BearerAuth(Strict):
     type: Literal["bearer"]
-    token: str = Field(min_length=1)
+    token: str = Field(min_length=1, repr=False)
 
 
 class BasicAuth(Strict):
     type: Literal["basic"]
     username: str
-    password: str
+    password: str = Field(repr=False)
 
 
 class ApiKeyAuth(Strict):
     type: Literal["api_key"]
-    api_key: str = Field(min_length=1)
+    api_key: str = Field(min_length=1, repr=False)
     header: str = Field(default="X-API-Key", min_length=1, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
@@ -133,12 +146,32 @@ def is_secret_header(name: str) -> bool:
     return bool(_SECRET_HEADER.search(name))
 
 
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+def _check_url(url: str, info: ValidationInfo) -> str:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        valid = False
+    if valid and (parts.username is not None or parts.password is not None):
+        # Credentials in a URL are neither redacted nor kept secret (and the URL is shown
+        # everywhere): say where they belong, without echoing them.
         raise PydanticCustomError(
-            "url", f'"{url}" is not a valid webhook URL: use an absolute http:// or https:// URL'
+            "url_credentials",
+            "a webhook URL must not carry credentials (user:password@): remove them and use "
+            'webhook.auth {"type": "basic", "username": ..., "password": ...} (or a bearer token) instead',
         )
+    if not valid:
+        raise PydanticCustomError(
+            "url", '"{url}" is not a valid webhook URL: use an absolute http:// or https:// URL', {"url": url}
+        )
+    # The server's egress policy, when the caller passes one (parse_job(egress=...)):
+    # stored jobs are read back without it, so a tightened policy never makes them unreadable.
+    context = info.context if isinstance(info.context, dict) else {}
+    policy = context.get("egress")
+    problem = policy.url_problem(url) if policy is not None else None
+    if problem:
+        raise PydanticCustomError("egress_denied", "{message}", {"message": problem})
     return url
 
 
@@ -163,8 +196,8 @@ class Webhook(Strict):
         for name, value in headers.items():
             if not _HEADER_NAME.match(name):
                 raise PydanticCustomError("header", f'header name "{name}" is not a valid HTTP header name')
-            if "\n" in value or "\r" in value:
-                raise PydanticCustomError("header", f'header "{name}" must not contain line breaks')
+            if "\n" in value or "\r" in value or "\x00" in value:
+                raise PydanticCustomError("header", f'header "{name}" must not contain line breaks or NUL characters')
         return headers
 
     @model_validator(mode="after")
@@ -175,6 +208,13 @@ class Webhook(Strict):
                 f"body is not allowed with method {self.method.value}: use POST, PUT or PATCH, or remove body",
             )
         return self
+
+    def __repr_args__(self) -> Any:
+        # repr() feeds logs, tracebacks and the Ray dashboard: secret header values never show.
+        for name, value in super().__repr_args__():
+            if name == "headers" and isinstance(value, dict):
+                value = {k: (REDACTED if is_secret_header(k) else v) for k, v in value.items()}
+            yield name, value
 
     def is_success(self, status: int) -> bool:
         if self.success_codes:
@@ -265,6 +305,16 @@ class JobBase(Strict):
 
 
 class JobCreate(JobBase):
+    @field_validator("tags")
+    @classmethod
+    def _no_nul_in_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        # On input only (stored jobs stay readable): PostgreSQL cannot turn a JSON "\u0000"
+        # into text, so one such tag would fail every tag-filtered query of every job.
+        for k, v in tags.items():
+            if "\x00" in k or "\x00" in v:
+                raise PydanticCustomError("tags", "tag keys and values must not contain NUL characters")
+        return tags
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -420,14 +470,15 @@ _FRIENDLY = {
 _UNION_TAGS = {"bearer", "basic", "api_key", "function-after[_check_url(), str]"}
 
 
-def parse_job(data: Any) -> JobCreate:
+def parse_job(data: Any, *, egress: Any = None) -> JobCreate:
     """Validate a job spec (POST/PUT body, YAML document, merged PATCH) or raise
     :class:`chronos.errors.ValidationError` (``InvalidSchedule`` when the schedule is the
-    only problem) whose message names each field and its fix."""
+    only problem) whose message names each field and its fix. With ``egress`` (a
+    :class:`chronos.egress.EgressPolicy`) a webhook URL the policy refuses is an error too."""
     from chronos.errors import InvalidSchedule, ValidationError
 
     try:
-        return JobCreate.model_validate(data)
+        return JobCreate.model_validate(data, context={"egress": egress} if egress is not None else None)
     except PydanticValidationError as e:
         errors = field_errors(e)
     message = "; ".join(f"{err['field']}: {err['message']}" for err in errors)

@@ -73,6 +73,9 @@ def judge(outcome: Outcome, webhook: Webhook, policy: RetryPolicy, attempt: int)
         status = ExecutionStatus.failed
         retryable = is_retryable_status(code, webhook)
         error = outcome.error or f"HTTP {code}"
+    elif outcome.kind == "denied":  # the egress policy refused the target: retrying cannot help
+        status, retryable = ExecutionStatus.failed, False
+        error = outcome.error or "webhook target refused by the egress policy"
     elif outcome.kind == "timeout":
         status, retryable = ExecutionStatus.timeout, True
         error = outcome.error or "timed out"

@@ -11,19 +11,23 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from chronos.models import Duration
+
+if TYPE_CHECKING:
+    from chronos.egress import EgressPolicy
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHRONOS_", extra="ignore", yaml_file="chronos.yaml")
 
     data_dir: Path = Field(default=Path("chronos-data"), description="Where the embedded SQLite database lives.")
-    database_url: Optional[str] = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir.")
+    # repr=False: a URL may carry a password, and settings travel to Ray actors.
+    database_url: Optional[str] = Field(default=None, repr=False, description="SQLAlchemy URL; default SQLite under data_dir.")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     ray_address: Optional[str] = Field(default=None, description="Join this Ray cluster; default start a local one.")
@@ -34,11 +38,22 @@ class Settings(BaseSettings):
     history_keep: int = Field(default=1000, ge=1, description="Executions kept per job.")
     history_max_age: Duration = timedelta(days=30)
     catchup_window: Duration = timedelta(hours=1)
-    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     open_metrics: bool = Field(default=True, description="/health, /ready and /metrics need no token.")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Outbound safety (chronos.egress, docs/security.md). Link-local and metadata targets
+    # are always refused unless allow-listed; these widen or narrow that.
+    egress_deny_private: bool = Field(default=False, description="Also refuse 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7.")
+    egress_deny_loopback: bool = Field(default=False, description="Also refuse 127/8, ::1 and localhost.")
+    egress_deny_public: bool = Field(default=False, description="Refuse every address not allowed otherwise.")
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="CIDRs and host names (*.example.com) always allowed, comma-separated."
+    )
+    secret_key: Optional[SecretStr] = Field(
+        default=None, repr=False, description="Fernet key: webhook secrets are encrypted at rest when set."
+    )
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "egress_allow", mode="before")
     @classmethod
     def _split_tokens(cls, v: Any) -> Any:
         if isinstance(v, str):
@@ -56,6 +71,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         yaml_file = os.environ.get("CHRONOS_CONFIG", "chronos.yaml")
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+
+    @property
+    def egress_policy(self) -> "EgressPolicy":
+        from chronos.egress import EgressPolicy
+
+        return EgressPolicy.from_settings(self)
 
     @property
     def store_url(self) -> str:

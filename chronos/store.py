@@ -28,6 +28,9 @@ Design points:
   slots (a supervisor and its stale twin) wait for each other instead of
   deadlocking on PostgreSQL's unique-index locks.
 * ``chronos_meta`` records ``schema_version`` so later releases can migrate.
+* **Webhook secrets** in a job's spec are encrypted with ``secret_key``
+  (``CHRONOS_SECRET_KEY``, :mod:`chronos.crypto`) when one is given; rows written
+  without a key stay readable, and :meth:`Store.rotate_secret_key` re-encrypts them all.
 """
 
 import base64
@@ -66,6 +69,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
+from chronos.crypto import SecretBox, split_keys
 from chronos.errors import DuplicateJob, ExecutionNotFound, JobNotFound, Unavailable, ValidationError
 from chronos.models import NAME_PATTERN, Attempt, Execution, ExecutionStatus, Job, Trigger
 
@@ -186,7 +190,7 @@ def _text(value: Optional[str]) -> Optional[str]:
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
-def _job_values(job: Job) -> dict[str, Any]:
+def _job_values(job: Job, box: SecretBox) -> dict[str, Any]:
     job = job.model_copy(update={f: _utc(getattr(job, f)) for f in _JOB_DATETIMES if getattr(job, f)})
     return {
         "id": job.id,
@@ -195,7 +199,7 @@ def _job_values(job: Job) -> dict[str, Any]:
         "enabled": job.enabled,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
-        "spec": job.model_dump(mode="json"),
+        "spec": box.seal(job.model_dump(mode="json")),
         "tags": dict(job.tags),
         "next_run": job.next_run,
         "last_run": job.last_run,
@@ -203,8 +207,8 @@ def _job_values(job: Job) -> dict[str, Any]:
     }
 
 
-def _to_job(row: _JobRow) -> Job:
-    data = dict(row.spec)
+def _to_job(row: _JobRow, box: SecretBox) -> Job:
+    data = box.open(dict(row.spec), job=row.name)
     if isinstance(data.get("anchor"), str):  # else pydantic's own TzInfo(0) comes back, not timezone.utc
         data["anchor"] = _utc(datetime.fromisoformat(data["anchor"]))
     for column in ("id", "name", "enabled", "tags", "created_at", "updated_at", *_RUNTIME_FIELDS):
@@ -306,7 +310,12 @@ def _configure_sqlite(engine: Engine) -> None:
 class Store:
     """Jobs and execution history in SQLite (``sqlite:///path``) or PostgreSQL."""
 
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, secret_key: Any = None):
+        """``secret_key``: ``CHRONOS_SECRET_KEY`` (str or SecretStr; ``NEW,OLD`` accepted):
+        webhook secrets are encrypted in the jobs table when it is set (chronos.crypto)."""
+        if hasattr(secret_key, "get_secret_value"):
+            secret_key = secret_key.get_secret_value()
+        self._box = SecretBox(secret_key)
         self._engine = _make_engine(url, echo)
         self._write_engine = self._engine.execution_options(chronos_write=True)
         self._dialect = self._engine.dialect.name
@@ -346,16 +355,30 @@ class Store:
     def close(self) -> None:
         self._engine.dispose()
 
+    def rotate_secret_key(self, new_key: Optional[str], old_keys: "str | None" = None) -> int:
+        """Re-encrypt the secrets of every stored job with ``new_key`` (None: store them in
+        plain text), reading them with ``old_keys`` (comma-separated; None: they were written
+        without a key). One transaction: a wrong old key changes nothing. Returns the jobs
+        rewritten. Run it with the server stopped, or with the server on ``NEW,OLD`` keys."""
+        reader = SecretBox(",".join(split_keys(old_keys) + split_keys(new_key)))
+        writer = SecretBox(new_key)
+        with self._tx(write=True) as s:
+            rows = s.exec(select(_JobRow.id, _JobRow.name, _JobRow.spec)).all()
+            for job_id, name, spec in rows:
+                sealed = writer.seal(reader.open(dict(spec), job=name))
+                s.execute(update(_jobs).where(_jobs.c.id == job_id).values(spec=sealed))
+        return len(rows)
+
     # ------------------------------------------------------------ jobs
 
     def insert_job(self, job: Job) -> Job:
-        row = _JobRow(**_job_values(job))
+        row = _JobRow(**_job_values(job, self._box))
         try:
             with self._tx(write=True) as s:
                 s.add(row)
         except IntegrityError:
             raise self._duplicate(job) from None
-        return _to_job(row)
+        return _to_job(row, self._box)
 
     def update_job(self, job: Job) -> Job:
         try:
@@ -363,11 +386,11 @@ class Store:
                 row = s.get(_JobRow, job.id)
                 if row is None:
                     raise JobNotFound(f'job "{job.id}" not found')
-                for key, value in _job_values(job).items():
+                for key, value in _job_values(job, self._box).items():
                     setattr(row, key, value)
         except IntegrityError:
             raise self._duplicate(job) from None
-        return _to_job(row)
+        return _to_job(row, self._box)
 
     def _duplicate(self, job: Job) -> DuplicateJob:
         with self._tx() as s:
@@ -395,7 +418,7 @@ class Store:
                 row = s.exec(select(_JobRow).where(_JobRow.name == ref)).first()
         if row is None:
             raise JobNotFound(f'job "{ref}" not found')
-        return _to_job(row)
+        return _to_job(row, self._box)
 
     def list_jobs(
         self,
@@ -421,7 +444,7 @@ class Store:
             query = query.where(_JobRow.name > _decode_job_cursor(cursor))
         with self._tx() as s:
             rows = s.exec(query.limit(limit + 1)).all()
-        page = [_to_job(r) for r in rows[:limit]]
+        page = [_to_job(r, self._box) for r in rows[:limit]]
         return page, (_encode_cursor(page[-1].name) if len(rows) > limit else None)
 
     def _tag_is(self, key: str, value: str) -> Any:
@@ -434,7 +457,7 @@ class Store:
     def all_jobs(self) -> list[Job]:
         with self._tx() as s:
             rows = s.exec(select(_JobRow).order_by(_JobRow.name)).all()
-        return [_to_job(r) for r in rows]
+        return [_to_job(r, self._box) for r in rows]
 
     def count_jobs(self) -> tuple[int, int]:
         """(total, enabled)."""

@@ -32,6 +32,7 @@ from pydantic.json_schema import models_json_schema
 from chronos import __version__
 from chronos import errors as E
 from chronos.backend import Backend
+from chronos.egress import EgressPolicy
 from chronos.models import (
     Execution,
     ExecutionStatus,
@@ -133,7 +134,7 @@ async def read_json(request: Request) -> Any:
     except UnicodeDecodeError as e:
         raise Problem(400, "MALFORMED_JSON", f"the request body is not valid UTF-8 (bad byte at offset {e.start})")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
         raise Problem(
             400, "MALFORMED_JSON", f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
@@ -141,6 +142,31 @@ async def read_json(request: Request) -> Any:
     except (ValueError, RecursionError) as e:
         message = str(e) if isinstance(e, ValueError) else "it is nested too deeply"
         raise Problem(400, "MALFORMED_JSON", f"the request body is not valid JSON: {message}")
+    if _too_deep(data, MAX_JSON_DEPTH):
+        # Pydantic (and recursive merges) give up far below json's own limit: refuse early.
+        raise Problem(
+            400, "MALFORMED_JSON", f"the request body is nested too deeply: at most {MAX_JSON_DEPTH} levels are accepted"
+        )
+    return data
+
+
+#: Deepest JSON nesting a request body may have; a job spec needs 4 (webhook.auth.*, tags.*).
+MAX_JSON_DEPTH = 32
+#: More tag filters than a job can have tags can never match (models._check_tags).
+MAX_TAG_FILTERS = 64
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """Iterative (a recursive walk would hit the recursion limit on exactly these inputs)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _validation_error(error: PydanticValidationError) -> E.ValidationError:
@@ -167,6 +193,9 @@ def _tag_filters(request: Request) -> dict[str, str]:
                 [{"field": key, "message": "is given twice with different values"}],
             )
         tags[name] = value
+    if len(tags) > MAX_TAG_FILTERS:
+        message = f"at most {MAX_TAG_FILTERS} tag filters are allowed (a job has at most 64 tags)"
+        raise E.ValidationError(message, [{"field": "tag", "message": message}])
     return tags
 
 
@@ -236,7 +265,16 @@ class _Routes:
         return self._add("DELETE", path, **kwargs)
 
 
-def _api_routes(app: FastAPI, backend: Backend) -> None:
+def _check_patch_url(patch: dict[str, Any], egress: EgressPolicy) -> None:
+    """A PATCH is validated whole by the backend after merging; a new URL is checked
+    against the egress policy here, where the server's policy is known."""
+    url = (patch.get("webhook") or {}).get("url")
+    problem = egress.url_problem(url) if isinstance(url, str) else None
+    if problem:
+        raise E.ValidationError(f"webhook.url: {problem}", [{"field": "webhook.url", "message": problem}])
+
+
+def _api_routes(app: FastAPI, backend: Backend, egress: EgressPolicy) -> None:
     router = _Routes(app, API_PREFIX, _COMMON_ERRORS)
 
     @router.post(
@@ -249,7 +287,7 @@ def _api_routes(app: FastAPI, backend: Backend) -> None:
         openapi_extra=_doc("JobCreate", "job", ("201", "JobView")),
     )
     async def create_job(request: Request) -> Response:
-        spec = parse_job(await read_json(request))
+        spec = parse_job(await read_json(request), egress=egress)
         job = await backend.create_job(spec)
         body = _job_json(job)
         location = f"{request.scope.get('root_path', '').rstrip('/')}{API_PREFIX}/jobs/{body['name']}"
@@ -299,7 +337,7 @@ def _api_routes(app: FastAPI, backend: Backend) -> None:
         openapi_extra=_doc("JobCreate", "job", ("200", "JobView")),
     )
     async def replace_job(request: Request, ref: JobRef) -> Response:
-        spec = parse_job(await read_json(request))
+        spec = parse_job(await read_json(request), egress=egress)
         return JSONResponse(_job_json(await backend.replace_job(ref, spec)))
 
     @router.patch(
@@ -319,6 +357,7 @@ def _api_routes(app: FastAPI, backend: Backend) -> None:
         except PydanticValidationError as e:
             raise _validation_error(e) from None
         patch = update.model_dump(mode="json", exclude_unset=True)
+        _check_patch_url(patch, egress)
         return JSONResponse(_job_json(await backend.patch_job(ref, patch)))
 
     @router.delete(
@@ -624,7 +663,7 @@ def create_app(backend: Backend, settings: Settings, *, prometheus_registry: Any
     )
 
     install_problem_handlers(app)
-    _api_routes(app, backend)
+    _api_routes(app, backend, settings.egress_policy)
     _ops_routes(app, backend, metrics)
 
     # add_middleware puts each new one outside the previous: innermost first.

@@ -54,6 +54,38 @@ def serve(
         server.stop()
 
 
+@app.command("rotate-key")
+def rotate_key(
+    new_key: str = typer.Option(..., envvar="CHRONOS_NEW_SECRET_KEY", help="The Fernet key to encrypt webhook secrets with."),
+    old_key: Optional[str] = typer.Option(
+        None, envvar="CHRONOS_OLD_SECRET_KEY", help="The key they are encrypted with now (omit if they are not encrypted yet)."
+    ),
+    data_dir: Optional[Path] = typer.Option(None, help="Where the embedded SQLite database lives [default: ./chronos-data]."),
+    database_url: Optional[str] = typer.Option(None, help="A PostgreSQL (or SQLite) URL instead of the embedded database."),
+) -> None:
+    """Re-encrypt the webhook secrets of every stored job with a new CHRONOS_SECRET_KEY.
+
+    Stop the server first (or run it with CHRONOS_SECRET_KEY=NEW,OLD meanwhile), then start it with the new key.
+    Keys may come from CHRONOS_NEW_SECRET_KEY / CHRONOS_OLD_SECRET_KEY to keep them out of the shell history."""
+    from chronos.errors import ChronosError
+    from chronos.settings import load_settings
+    from chronos.store import Store
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    try:
+        store = Store(settings.store_url, secret_key=new_key)
+        try:
+            store.create_schema()
+            count = store.rotate_secret_key(new_key, old_key)
+        finally:
+            store.close()
+    except ChronosError as e:
+        typer.echo(f"Error: {e.code}: {e.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Re-encrypted the webhook secrets of {count} job(s) in {_safe_url(settings.store_url)}.")
+    typer.echo("Start the server with CHRONOS_SECRET_KEY set to the new key.")
+
+
 class Server:
     def __init__(self, settings, *, dashboard: bool):
         self.settings = settings

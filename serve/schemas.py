@@ -12,7 +12,8 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from chronos.models import Execution, ExecutionStatus, JobCreate, Strict, Timezone
 
@@ -38,6 +39,14 @@ class ValidateRequest(Strict):
         "`@every` schedules are anchored here.",
     )
     count: int = Field(default=5, ge=1, le=100, description="How many next runs to list.")
+
+    @field_validator("from_", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        # pydantic would read a number as seconds since 1970; the API documents RFC 3339 text.
+        if value is not None and not isinstance(value, (str, datetime)):
+            raise PydanticCustomError("datetime", 'use an RFC 3339 date-time like "2026-01-01T09:00:00Z"')
+        return value
 
 
 # ------------------------------------------------------------ answers (documentation only)
