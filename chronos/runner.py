@@ -78,18 +78,15 @@ class JobRunner:
     # ------------------------------------------------------------ lifecycle
 
     def start(self, *, last_slot: Optional[datetime] = None, orphans: Iterable[Execution] = ()) -> None:
-        """Finish what a previous runner left behind, then arm the timer."""
+        """Finish what a previous runner left behind, then arm the timer from
+        the last slot claimed (its first step applies ``missed_runs``)."""
         now = self._clock.now()
         for execution in orphans:
             self._resume(execution, now)
-        resume_from = now
+        since = now
         if self.job.enabled:
             since = max(t for t in (last_slot, self.job.anchor) if t is not None)
-            # Slots only a little late (a host still starting) fire late as
-            # scheduled; older ones are missed and follow ``missed_runs``.
-            resume_from = max(since, now - LATE_GRACE)
-            self._spawn(self._catch_up(since, resume_from))
-        self._arm(after=resume_from)
+        self._arm(after=since)
 
     def update(self, job: Job) -> None:
         """Take a new spec: the timer re-plans from the last slot it handled (a
@@ -122,16 +119,22 @@ class JobRunner:
         return parse_schedule(self.job.schedule, self.job.timezone, anchor=self.job.anchor)
 
     async def _timer_loop(self, after: datetime) -> None:
+        """``after``: the last slot handled (or claimed by a previous runner)."""
+        cause = "while no scheduler was running"
         while True:
             self._changed.clear()
-            due = self._schedule().next_after(max(after, self._clock.now() - LATE_GRACE)) if self.job.enabled else None
+            plan = self._plan()
+            after = await self._catch_up(after, cause)
+            cause = "while the job's timer was held up"
+            due = self._schedule().next_after(after) if self.job.enabled else None
             self.next_run = due
             if due is None:
                 await self._changed.wait()
+                after = self._replan(after, plan)
                 continue
             if not await self._sleep(due - self._claim_lead):
-                continue  # the spec changed while waiting: plan again
-            after = due
+                after = self._replan(after, plan)
+                continue
             try:
                 execution = self._new(Trigger.scheduled, due)
                 if await self._claim(execution):
@@ -141,6 +144,21 @@ class JobRunner:
                 raise
             except Exception:  # a bug must not stop the job's timer
                 log.exception("job %s: slot %s could not be fired", self.job.name, due)
+            after = due
+
+    def _plan(self) -> tuple:
+        """What the timer's plan depends on."""
+        return (self.job.enabled, self.job.schedule, self.job.timezone, self.job.anchor)
+
+    def _replan(self, after: datetime, plan: tuple) -> datetime:
+        """After a change of spec. A new schedule (or enabled again) plans
+        from now: slots of the old schedule, or of the time it was disabled,
+        are not missed runs (slots only a little late still fire). A change
+        that leaves the plan as it was (a new description, the same spec
+        assigned twice) keeps it: late slots are still fired or recorded."""
+        if self._plan() == plan:
+            return after
+        return max(after, self._clock.now() - LATE_GRACE)
 
     async def _sleep(self, until: datetime) -> bool:
         """Sleep until ``until``; False if woken early by a change of spec."""
@@ -281,32 +299,50 @@ class JobRunner:
                 + ("the job is disabled" if not self.job.enabled else "older than catchup_window"),
             )
 
-    async def _catch_up(self, since: datetime, now: datetime) -> None:
-        """Apply ``missed_runs`` to the slots in (since, now] that nobody fired."""
+    async def _catch_up(self, after: datetime, cause: str) -> datetime:
+        """Where the timer goes on from ``after``. Slots only a little late (a
+        host still starting) fire late, as scheduled; slots more than
+        LATE_GRACE late (the server was down, or the timer fell behind: a
+        claim waiting for a restarting supervisor, a host busy starting many
+        jobs) are missed: they follow ``missed_runs`` and are recorded, never
+        silently dropped. Their claims are made before the timer claims any
+        later slot, so a crash in between cannot lose them."""
+        horizon = self._clock.now() - LATE_GRACE
+        following = self._schedule().next_after(after) if self.job.enabled else None
+        if following is None or following > horizon:
+            return after
+        claimed = await self._claim_missed(after, horizon, cause)
+        if claimed:
+            self._spawn(self._run_in_turn(claimed))
+        return horizon
+
+    async def _claim_missed(self, since: datetime, now: datetime, cause: str) -> list[Execution]:
+        """Apply ``missed_runs`` to the slots in (since, now]: claim a summary
+        of those not run and the catch-up runs; returns the runs claimed."""
         missed, count = self._missed_slots(since, now)
         if not count:
-            return
+            return []
         window_start = now - self.job.catchup_window
         in_window = [s for s in missed if s >= window_start]
         policy = self.job.missed_runs
         to_run = in_window if policy is MissedRuns.execute_all else in_window[-1:] if policy is MissedRuns.execute_one else []
         not_run = [s for s in missed if s not in to_run]
+        claims = []
         if not_run:
             first, last = not_run[0], not_run[-1]
             why = "missed_runs: ignore" if policy is MissedRuns.ignore else f"outside catchup_window or not selected (missed_runs: {policy.value})"
-            skipped = self._new(
+            claims.append(self._new(
                 Trigger.catchup,
                 last,
                 status=ExecutionStatus.skipped,
                 finished_at=now,
                 missed_slots=count - len(to_run),
-                reason=f"{count - len(to_run)} run(s) missed while no scheduler was running "
+                reason=f"{count - len(to_run)} run(s) missed {cause} "
                 f"({first.isoformat()} .. {last.isoformat()}); not run: {why}",
-            )
-            await self._claim(skipped)
+            ))
         runs = [self._new(Trigger.catchup, s) for s in to_run]
-        claimed = [e for e in runs if await self._claim(e)]
-        await self._run_in_turn(claimed)
+        granted = await asyncio.gather(*(self._claim(e) for e in claims + runs))  # one batch
+        return [e for e, ok in zip(runs, granted[len(claims):]) if ok]
 
     def _missed_slots(self, since: datetime, now: datetime) -> tuple[list[datetime], int]:
         """Slots in (since, now]; keeps the last ``MISSED_COUNT_LIMIT`` and counts all (bounded)."""

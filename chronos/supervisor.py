@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, Callable, Optional, TypeVar
 from uuid import UUID
 
-from chronos.errors import Conflict, Unavailable
+from chronos.errors import Conflict, NotFound, Unavailable
 from chronos.metrics import Metrics
 from chronos.models import (
     Execution,
@@ -64,6 +64,7 @@ class Supervisor:
         self._runtime_updates: dict[UUID, dict] = {}
         self._jobs: dict[UUID, Job] = {}  # the one writer keeps them in memory
         self._lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._background_tasks: set[asyncio.Task] = set()
         self._schedules: dict[tuple, Any] = {}
@@ -106,10 +107,25 @@ class Supervisor:
 
     async def claim(self, executions: list[Execution]) -> list[bool]:
         results = await self._io(self.store.claim, executions)
+        lost = [e for e, ok in zip(executions, results) if not ok]
+        if lost:  # a retried claim whose first try was written (its reply was lost) is still ours
+            mine = await self._io(self._own_rows, lost)
+            results = [ok or e.id in mine for e, ok in zip(executions, results)]
         for execution, ok in zip(executions, results):
             if ok:
                 self.stats.observe(execution)
         return results
+
+    def _own_rows(self, executions: list[Execution]) -> set[UUID]:
+        """Which of these executions already have their own row (same id)."""
+        mine = set()
+        for e in executions:
+            try:
+                self.store.get_execution(e.job_id, e.id)
+                mine.add(e.id)
+            except NotFound:
+                pass
+        return mine
 
     async def report(self, executions: list[Execution]) -> None:
         for execution in executions:
@@ -121,19 +137,26 @@ class Supervisor:
                     "last_run": execution.started_at or execution.scheduled_at,
                     "last_status": execution.status,
                 }
+        # Acknowledge only once written: a host forgets what it reported, so a
+        # supervisor killed while holding acknowledged states would lose final
+        # statuses for good (the execution would stay "running" forever).
+        await self.flush()
 
     async def flush(self) -> None:
-        """Write reported states in one transaction (batched, off the loop)."""
-        batch, self._pending = list(self._pending.values()), {}
-        updates, self._runtime_updates = list(self._runtime_updates.items()), {}
-        if not batch and not updates:
-            return
-        try:
-            await self._io(self._write, batch, updates)
-        except Exception:
-            for execution in batch:  # keep them: a newer state may have arrived meanwhile
-                self._pending.setdefault(execution.id, execution)
-            raise
+        """Write reported states in one transaction (batched, off the loop).
+        Flushes run one at a time: whatever is reported while one writes goes
+        into the next, so concurrent reports from many hosts share transactions."""
+        async with self._flush_lock:
+            batch, self._pending = list(self._pending.values()), {}
+            updates, self._runtime_updates = list(self._runtime_updates.items()), {}
+            if not batch and not updates:
+                return
+            try:
+                await self._io(self._write, batch, updates)
+            except Exception:
+                for execution in batch:  # keep them: a newer state may have arrived meanwhile
+                    self._pending.setdefault(execution.id, execution)
+                raise
 
     def _write(self, batch: list[Execution], updates: list) -> None:
         if batch:

@@ -115,7 +115,8 @@ async def test_concurrency_policies(chronos, receiver, policy):
     await chronos.create(name="slow", schedule="*/1 * * * * *", concurrency=policy, webhook=hook(receiver, "/slow"))
     await asyncio.sleep(5)
     await chronos.client.set_enabled("slow", False)
-    history = await chronos.executions("slow")
+    # Slots a loaded machine made the timer miss are recorded as catch-up summaries: not the policy's doing.
+    history = [e for e in await chronos.executions("slow") if e.trigger is not Trigger.catchup]
     statuses = [e.status for e in history]
     if policy == "forbid":
         skipped = [e for e in history if e.status is ExecutionStatus.skipped]
@@ -197,10 +198,9 @@ async def test_restart_resumes_jobs_and_applies_missed_runs(ray_session, tmp_pat
     for name, expect_catchup_run in (("one", True), ("none", False)):
         history = await system.executions(name)
         catchups = [e for e in history if e.trigger is Trigger.catchup]
-        skipped = [e for e in catchups if e.status is ExecutionStatus.skipped]
+        skipped = [e for e in catchups if e.status is ExecutionStatus.skipped and "while no scheduler was running" in e.reason]
         ran = [e for e in catchups if e.status is not ExecutionStatus.skipped]
-        assert skipped and skipped[0].missed_slots >= 2, (name, [(e.trigger.value, e.status.value, e.scheduled_at.time(), e.reason) for e in history])
-        assert "missed while no scheduler was running" in skipped[0].reason
+        assert skipped and max(e.missed_slots for e in skipped) >= 2, (name, [(e.trigger.value, e.status.value, e.scheduled_at.time(), e.reason) for e in history])
         assert bool(ran) == expect_catchup_run, name
     for path in ("/one", "/none"):
         _assert_no_duplicate_slots(receiver.requests_for(path))

@@ -313,3 +313,108 @@ async def test_an_update_while_a_slot_is_being_claimed_does_not_lose_it(clock):
         T0 + timedelta(seconds=20),
     ]
     await runner.stop()
+
+
+@pytest.mark.parametrize("policy", ["execute_one", "execute_all", "ignore"])
+async def test_slots_missed_while_a_claim_is_held_up_are_recorded(clock, policy):
+    """A claim that waits 20 s (the supervisor restarting) makes the slots behind
+    it more than LATE_GRACE late: they follow missed_runs, none is dropped."""
+
+    class StalledReporter(MemoryReporter):
+        stalled = False
+
+        async def claim(self, execution):
+            if execution.scheduled_at == T0 + timedelta(seconds=3) and not self.stalled:
+                self.stalled = True
+                await clock.sleep_until(clock.now() + timedelta(seconds=20))
+            return await super().claim(execution)
+
+    webhook = FakeWebhook(clock, latency=0)
+    runner, reporter = runner_for(make_job("@every 1s", missed_runs=policy), clock, webhook, StalledReporter())
+    runner.start()
+    for _ in range(400):
+        await clock.advance(0.1)  # to T0 + 40 s
+    handled: dict = {}
+    for e in reporter.executions.values():
+        slots = [e.scheduled_at - timedelta(seconds=k) for k in range(e.missed_slots or 1)]
+        for slot in slots:
+            handled[slot] = handled.get(slot, 0) + 1
+    expected = [T0 + timedelta(seconds=k) for k in range(1, 40)]
+    assert [s for s in expected if handled.get(s) != 1] == [], "every slot handled exactly once"
+    catchups = [e for e in reporter.executions.values() if e.trigger is Trigger.catchup]
+    ran = [e for e in catchups if e.status is ExecutionStatus.success]
+    summaries = [e for e in catchups if e.status is ExecutionStatus.skipped]
+    assert len(ran) == {"execute_one": 1, "execute_all": sum(1 for _ in catchups), "ignore": 0}[policy]
+    assert all("timer was held up" in e.reason for e in summaries)
+    assert bool(summaries) == (policy != "execute_all")
+    await runner.stop()
+
+
+async def test_a_timer_that_starts_late_records_the_slots_it_missed(clock):
+    """A host busy starting many jobs runs a new timer only seconds later:
+    the slots more than LATE_GRACE late are recorded as missed, not dropped."""
+    webhook = FakeWebhook(clock, latency=0)
+    runner, reporter = runner_for(make_job("@every 1s", missed_runs="ignore"), clock, webhook)
+    runner.start()
+    clock._now += timedelta(seconds=8)  # the event loop was blocked before the timer task ran
+    for _ in range(30):
+        await clock.advance(0.1)
+    handled: dict = {}
+    for e in reporter.executions.values():
+        for k in range(e.missed_slots or 1):
+            handled[e.scheduled_at - timedelta(seconds=k)] = handled.get(e.scheduled_at - timedelta(seconds=k), 0) + 1
+    assert {T0 + timedelta(seconds=k): 1 for k in range(1, 11)} == {s: n for s, n in handled.items() if s <= T0 + timedelta(seconds=10)}
+    (summary,) = [e for e in reporter.executions.values() if e.missed_slots]
+    assert summary.status is ExecutionStatus.skipped and "missed while no scheduler was running" in summary.reason
+    await runner.stop()
+
+
+async def test_missed_slots_are_claimed_before_any_later_slot(clock):
+    """A runner killed right after claiming a later slot must not lose the
+    catch-up: the next runner starts from the last claimed slot, so the
+    missed ones have to be claimed first."""
+
+    class OrderedReporter(MemoryReporter):
+        order: list = []
+
+        async def claim(self, execution):
+            self.order.append((execution.trigger, execution.scheduled_at))
+            await clock.sleep_until(clock.now() + timedelta(milliseconds=50))
+            return await super().claim(execution)
+
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("@every 1s", missed_runs="execute_one").model_copy(update={"anchor": T0 - timedelta(hours=1)})
+    runner, reporter = runner_for(job, clock, webhook, OrderedReporter())
+    runner.start(last_slot=T0 - timedelta(minutes=1))
+    for _ in range(30):
+        await clock.advance(0.1)
+    first_scheduled = next(i for i, (trigger, _) in enumerate(reporter.order) if trigger is Trigger.scheduled)
+    assert [t for t, _ in reporter.order[:first_scheduled]] == [Trigger.catchup, Trigger.catchup]
+    await runner.stop()
+
+
+async def test_an_update_that_keeps_the_schedule_does_not_drop_late_slots(clock):
+    """The same spec assigned again (a reconcile racing the creation) while
+    the runner is claiming its missed slots must not make it skip the slots
+    that fell behind meanwhile: they are fired or recorded."""
+
+    class SlowReporter(MemoryReporter):
+        async def claim(self, execution):
+            await clock.sleep_until(clock.now() + timedelta(seconds=2))  # a busy supervisor
+            return await super().claim(execution)
+
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("@every 1s", missed_runs="ignore")
+    runner, reporter = runner_for(job, clock, webhook, SlowReporter())
+    clock._now += timedelta(seconds=6.5)  # the host got the job late: slot 1 is missed
+    runner.start()
+    await clock.advance(0.5)  # the claim of the missed slot is in flight
+    runner.update(job.model_copy(update={"description": "assigned again"}))
+    for _ in range(100):
+        await clock.advance(0.1)
+    handled: dict = {}
+    for e in reporter.executions.values():
+        for k in range(e.missed_slots or 1):
+            handled[e.scheduled_at - timedelta(seconds=k)] = handled.get(e.scheduled_at - timedelta(seconds=k), 0) + 1
+    assert [handled.get(T0 + timedelta(seconds=k)) for k in range(1, 9)] == [1] * 8
+    await runner.stop()
