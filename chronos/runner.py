@@ -74,6 +74,7 @@ class JobRunner:
         self.next_run: Optional[datetime] = None
         self._stopping = False
         self._changed = asyncio.Event()
+        self._parsed: Optional[tuple] = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -116,7 +117,11 @@ class JobRunner:
     # ------------------------------------------------------------ timer
 
     def _schedule(self) -> Schedule:
-        return parse_schedule(self.job.schedule, self.job.timezone, anchor=self.job.anchor)
+        """The parsed schedule, kept until the spec changes (it is asked for every slot)."""
+        key = (self.job.schedule, self.job.timezone, self.job.anchor)
+        if self._parsed is None or self._parsed[0] != key:
+            self._parsed = (key, parse_schedule(self.job.schedule, self.job.timezone, anchor=self.job.anchor))
+        return self._parsed[1]
 
     async def _timer_loop(self, after: datetime) -> None:
         """``after``: the last slot handled (or claimed by a previous runner)."""
@@ -200,7 +205,7 @@ class JobRunner:
         execution = self._new(Trigger.manual, self._clock.now())
         await self._reporter.claim(execution)
         self._dispatch(execution)
-        return execution.model_copy(deep=True)
+        return _snapshot(execution)
 
     async def cancel(self, execution_id: UUID, reason: str = "cancelled by user") -> Optional[Execution]:
         entry = self.running.get(execution_id)
@@ -210,7 +215,7 @@ class JobRunner:
         self._cancel_reasons[execution_id] = reason
         task.cancel()
         await asyncio.wait([task])
-        return execution.model_copy(deep=True)
+        return _snapshot(execution)
 
     def _dispatch(self, execution: Execution) -> None:
         """Start an execution whose slot is due, applying the concurrency policy."""
@@ -230,7 +235,7 @@ class JobRunner:
         execution.status = ExecutionStatus.running
         execution.started_at = execution.started_at or self._clock.now()
         execution.node, execution.actor = self._where["node"], self._where["actor"]
-        self._reporter.report(execution.model_copy(deep=True))
+        self._reporter.report(_snapshot(execution))
         task = asyncio.create_task(self._execute(execution, self.job), name=f"exec:{execution.id}")
         self.running[execution.id] = (execution, task)
         return task
@@ -253,7 +258,7 @@ class JobRunner:
                 verdict = judge(outcome, job.webhook, job.retry_policy, attempt - first + 1)
                 if not verdict.retry:
                     break
-                self._reporter.report(execution.model_copy(deep=True))
+                self._reporter.report(_snapshot(execution))
                 await self._clock.sleep_until(self._clock.now() + verdict.wait)
             self._close(
                 execution,
@@ -282,7 +287,7 @@ class JobRunner:
             execution.duration = (now - execution.started_at).total_seconds()
         for key, value in fields.items():
             setattr(execution, key, value)
-        self._reporter.report(execution.model_copy(deep=True))
+        self._reporter.report(_snapshot(execution))
 
     # ------------------------------------------------------------ after a restart
 
@@ -360,3 +365,10 @@ class JobRunner:
             while self.running:
                 await asyncio.wait([task for _, task in list(self.running.values())])
             await asyncio.wait([self._start(execution)])
+
+
+def _snapshot(execution: Execution) -> Execution:
+    """A copy of the execution's state now, for a report or a reply. Shallow but
+    for the attempts list (the only part mutated in place; attempts themselves
+    never change once appended): deep copies cost a sixth of a host's CPU."""
+    return execution.model_copy(update={"attempts": list(execution.attempts)})
