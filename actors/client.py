@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from chronos.errors import Unavailable
 
-from chronos.actors.ray_host import SUPERVISOR_NAME
+from chronos.actors.ray_host import find_supervisor
 from chronos.actors.supervisor import BACKEND_METHODS
 
 CALL_TIMEOUT = 60.0
@@ -24,10 +23,7 @@ class SupervisorClient:
 
     def _supervisor(self):
         if self._handle is None:
-            try:
-                self._handle = ray.get_actor(SUPERVISOR_NAME, namespace=self._namespace)
-            except ValueError:
-                raise Unavailable("the supervisor is not running (is `chronos serve` up?)") from None
+            self._handle = find_supervisor(self._namespace)
         return self._handle
 
     def __getattr__(self, method: str):

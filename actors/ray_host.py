@@ -18,6 +18,14 @@ from chronos.host import JobHost
 SUPERVISOR_NAME = "chronos-supervisor"
 
 
+def find_supervisor(namespace: str):
+    """The supervisor actor's handle, looked up by name."""
+    try:
+        return ray.get_actor(SUPERVISOR_NAME, namespace=namespace)
+    except ValueError:
+        raise Unavailable("the supervisor is not running (is `chronos serve` up?)") from None
+
+
 class SupervisorLink:
     """The supervisor as a host sees it, looked up by name (again after a restart)."""
 
@@ -27,10 +35,7 @@ class SupervisorLink:
 
     def _supervisor(self):
         if self._handle is None:
-            try:
-                self._handle = ray.get_actor(SUPERVISOR_NAME, namespace=self._namespace)
-            except ValueError:
-                raise Unavailable("the supervisor is not running") from None
+            self._handle = find_supervisor(self._namespace)
         return self._handle
 
     async def claim(self, executions):
@@ -61,11 +66,10 @@ class HostActor:
         return f"HostActor({self.key}, jobs={len(self.host.runners)})"
 
     async def assign(self, items) -> None:
-        for job, last_slot, orphans in items:
-            self.host.assign(job, last_slot, orphans)
+        await self.host.assign(items)
 
     async def update(self, job) -> None:
-        self.host.update(job)
+        await self.host.update(job)
 
     async def remove(self, job_id) -> None:
         await self.host.remove(job_id)
@@ -77,7 +81,7 @@ class HostActor:
         return await self.host.cancel(job_id, execution_id, reason)
 
     async def status(self):
-        return self.host.status()
+        return await self.host.status()
 
     async def shutdown(self) -> None:
         await self.host.shutdown()

@@ -1,5 +1,7 @@
 """A job host: the runners of one or many jobs in one process, and the
-batched link from them to the supervisor.
+batched link from them to the supervisor. It is the
+:class:`chronos.runtime.Host` the supervisor talks to (in this process, or
+inside a Ray actor).
 
 In ``dedicated`` placement a host holds one job; in ``pooled`` placement it
 holds many. Either way claims made in the same event-loop tick travel to the
@@ -54,15 +56,18 @@ class JobHost:
 
     # ------------------------------------------------------------ jobs
 
-    def assign(self, job: Job, last_slot: Optional[datetime] = None, orphans: list[Execution] = ()) -> None:
-        if job.id in self.runners:
-            self.runners[job.id].update(job)
-            return
-        runner = JobRunner(job, clock=self._clock, send=self._dispatcher.send, reporter=self, **self._where)
-        self.runners[job.id] = runner
-        runner.start(last_slot=last_slot, orphans=orphans)
+    async def assign(self, items: list[tuple[Job, Optional[datetime], list[Execution]]]) -> None:
+        """Start jobs (each with its last claimed slot and its orphans); a job
+        already here takes the new spec instead."""
+        for job, last_slot, orphans in items:
+            if job.id in self.runners:
+                self.runners[job.id].update(job)
+                continue
+            runner = JobRunner(job, clock=self._clock, send=self._dispatcher.send, reporter=self, **self._where)
+            self.runners[job.id] = runner
+            runner.start(last_slot=last_slot, orphans=orphans)
 
-    def update(self, job: Job) -> None:
+    async def update(self, job: Job) -> None:
         runner = self.runners.get(job.id)
         if runner:
             runner.update(job)
@@ -80,7 +85,7 @@ class JobHost:
         runner = self.runners.get(job_id)
         return await runner.cancel(execution_id, reason) if runner else None
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """What this host runs: job ids and the executions in flight."""
         return {
             "jobs": [str(job_id) for job_id in self.runners],

@@ -59,32 +59,6 @@ def host_key(job: Job, placement: str, pool_size: int) -> str:
     return f"chronos:pool:{int.from_bytes(digest, 'big') % pool_size}"
 
 
-class _LocalHost:
-    """A JobHost in this process behind the async Host interface."""
-
-    def __init__(self, host: JobHost):
-        self.host = host
-
-    async def assign(self, items):
-        for job, last_slot, orphans in items:
-            self.host.assign(job, last_slot, orphans)
-
-    async def update(self, job):
-        self.host.update(job)
-
-    async def remove(self, job_id):
-        await self.host.remove(job_id)
-
-    async def trigger(self, job_id):
-        return await self.host.trigger(job_id)
-
-    async def cancel(self, job_id, execution_id, reason):
-        return await self.host.cancel(job_id, execution_id, reason)
-
-    async def status(self):
-        return self.host.status()
-
-
 class LocalRuntime:
     """Hosts in the supervisor's own process: for tests and single-process tools."""
 
@@ -93,26 +67,26 @@ class LocalRuntime:
         self._placement = placement
         self._pool_size = pool_size
         self._options = host_options
-        self.hosts: dict[str, _LocalHost] = {}
+        self.hosts: dict[str, JobHost] = {}
 
     def host_key(self, job: Job) -> str:
         return host_key(job, self._placement, self._pool_size)
 
     async def host(self, key: str, *, create: bool = True) -> Optional[Host]:
         if key not in self.hosts and create:
-            self.hosts[key] = _LocalHost(JobHost(self._upstream, actor=key, **self._options))
+            self.hosts[key] = JobHost(self._upstream, actor=key, **self._options)
         return self.hosts.get(key)
 
     async def drop(self, key: str) -> None:
         host = self.hosts.pop(key, None)
         if host:
-            await host.host.shutdown()
+            await host.shutdown()
 
     async def kill(self, key: str) -> None:
         """Simulate a crash: the host vanishes without a word (tests)."""
         host = self.hosts.pop(key, None)
         if host:
-            for runner in host.host.runners.values():
+            for runner in host.runners.values():
                 await runner.stop()
 
     async def close(self) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from chronos.crypto import SecretKeyError
-from chronos.models import Job, Webhook, parse_job
+from chronos.models import Job, parse_job
 from chronos.store import Store
 
 TOKEN, PASSWORD, API_KEY = "bearer-S3CRET-tok", "basic-S3CRET-pw", "apikey-S3CRET-val"
