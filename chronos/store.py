@@ -61,6 +61,7 @@ from sqlalchemy import (
     exists,
     func,
     or_,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -142,6 +143,16 @@ class _ExecutionRow(SQLModel, table=True):
     __tablename__ = "executions"
     __table_args__ = (
         UniqueConstraint("job_id", "scheduled_at", "trigger", name="uq_executions_slot"),
+        # A slot fires once whether a timer or a catch-up claims it: a scheduled
+        # and a catch-up claim of one instant collide. Manual runs never do.
+        Index(
+            "uq_executions_fire",
+            "job_id",
+            "scheduled_at",
+            unique=True,
+            sqlite_where=text("\"trigger\" != 'manual'"),
+            postgresql_where=text("\"trigger\" != 'manual'"),
+        ),
         # Newest-first pages per job: (job_id, scheduled_at desc, id desc) is a backward scan.
         Index("ix_executions_job_newest", "job_id", "scheduled_at", "id"),
     )

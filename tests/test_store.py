@@ -279,12 +279,14 @@ def test_claim_batch_with_duplicates_and_preclaimed(store):
         make_execution(job, T0),  # pre-claimed
         make_execution(job, T0 + timedelta(minutes=1)),
         make_execution(job, T0 + timedelta(minutes=1)),  # duplicate inside the batch
-        make_execution(job, T0 + timedelta(minutes=1), trigger=Trigger.catchup),  # another trigger: another slot
+        make_execution(job, T0 + timedelta(minutes=1), trigger=Trigger.manual),  # manual runs never collide
         make_execution(job, T0 + timedelta(microseconds=1)),  # one microsecond later: another slot
         make_execution(job, T0.astimezone(ZoneInfo("Asia/Tokyo"))),  # the same instant, another zone
         make_execution(gone, T0),  # its job does not exist
     ]
     assert store.claim(batch) == [False, True, False, True, True, False, False]
+    # A catch-up of a slot a timer already claimed is refused: a slot fires once.
+    assert store.claim([make_execution(job, T0 + timedelta(minutes=1), trigger=Trigger.catchup)]) == [False]
     assert count(store, "executions") == 4
     assert store.claim([]) == []
 
