@@ -202,7 +202,8 @@ class Supervisor:
         for e in self.store.unfinished_executions():
             if str(e.id) not in running:
                 unfinished.setdefault(e.job_id, []).append(e)
-        return [(job, self.store.last_slot(job.id), unfinished.get(job.id, [])) for job in jobs]
+        last = self.store.last_slots([job.id for job in jobs])
+        return [(job, last.get(job.id), unfinished.get(job.id, [])) for job in jobs]
 
     async def _host_of(self, job: Job) -> Host:
         try:

@@ -509,6 +509,14 @@ def test_last_slot(store):
     assert store.last_slot(uuid.uuid4()) is None
 
 
+def test_last_slots_of_many_jobs(store):
+    jobs = [store.insert_job(make_job(f"j{i}")) for i in range(3)]
+    store.claim([make_execution(jobs[0], T0), make_execution(jobs[0], T0 + timedelta(minutes=1))])
+    store.claim([make_execution(jobs[1], T0 + timedelta(hours=1), trigger=Trigger.manual)])  # not a slot
+    stranger = uuid.uuid4()
+    assert store.last_slots([j.id for j in jobs] + [stranger]) == {jobs[0].id: T0 + timedelta(minutes=1)}
+
+
 # ---------------------------------------------------------------- retention
 
 
