@@ -20,7 +20,7 @@ from chronos.runtime import HostGone, host_key
 from chronos.actors.ray_host import HostActor
 
 SLOT_RESOURCE = "chronos_job_slots"
-CALL_TIMEOUT = 30.0
+CALL_TIMEOUT = 10.0  # a host that does not answer in 10 s is treated as gone
 
 
 class RayHost:

@@ -481,8 +481,11 @@ def test_execution_get_and_cancel(url):
         api(url, "POST", "/jobs", json=job_yaml("runs", url, webhook={"url": hook.url("/hang"), "method": "POST"}))
         ex = api(url, "POST", "/jobs/runs/trigger").json()
         hook.wait_for(1, timeout=10)
-        r = ok(url, "execution", "list", "runs", "--status", "running")
-        assert ex["id"] in r.stdout and "running" in r.stdout
+        deadline = time.monotonic() + 10  # the host reports "running" within a few tens of ms
+        while ex["id"] not in (r := ok(url, "execution", "list", "runs", "--status", "running")).stdout:
+            assert time.monotonic() < deadline, r.stdout
+            time.sleep(0.1)
+        assert "running" in r.stdout
         assert "No executions" in ok(url, "execution", "list", "runs", "--status", "timeout").stdout
         got = json.loads(ok(url, "execution", "get", "runs", ex["id"], "-o", "json").stdout)
         assert got["id"] == ex["id"] and got["status"] == "running"
