@@ -16,6 +16,20 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+class _Tracked:
+    """A ``send`` that remembers whether the response has started: once it
+    has, an error can no longer be answered with a problem body."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
 class BodyLimitMiddleware:
     """Refuse bodies larger than ``max_bytes`` with 413 PAYLOAD_TOO_LARGE.
 
@@ -43,7 +57,6 @@ class BodyLimitMiddleware:
                 return
 
         received = 0
-        started = False
         limit = self.max_bytes
 
         async def limited_receive() -> Message:
@@ -55,16 +68,11 @@ class BodyLimitMiddleware:
                     raise PayloadTooLarge(limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = _Tracked(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except PayloadTooLarge as exc:
-            if started:
+            if tracked.started:
                 raise
             await send_problem(scope, send, 413, exc.code, str(exc.detail))
 
@@ -80,19 +88,12 @@ class LastResortMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = _Tracked(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception as exc:  # noqa: BLE001 - this is the net
             status, code, detail = internal_error(scope, exc)
-            if started:
+            if tracked.started:
                 # Too late for a problem body: let the server drop the connection.
                 raise
             await send_problem(scope, send, status, code, detail)
