@@ -28,8 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,8 +40,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from receiver import ThreadedReceiver  # noqa: E402
+from server import Server  # noqa: E402
 
-BIN = Path(sys.executable).parent
 POLICIES = ("execute_one", "execute_all", "ignore")
 FAULTS = ("host", "supervisor", "replica", "server")
 #: Process titles Ray gives the actors' worker processes.
@@ -51,111 +49,8 @@ ACTOR_TITLES = {"host": "ray::HostActor", "supervisor": "ray::SupervisorActor", 
 SECOND = timedelta(seconds=1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-# ---------------------------------------------------------------- the server
-
-
-class Server:
-    """`chronos serve` in a session of its own, so that every process it
-    starts (Ray's GCS, raylet, workers) can be found and killed with it."""
-
-    def __init__(self, data_dir: Path, port: int, env: dict | None = None):
-        self.data_dir, self.port = data_dir, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "CHRONOS_PLACEMENT": "pooled", **(env or {})}
-        self.proc: subprocess.Popen | None = None
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = open(data_dir.parent / f"server-{port}.log", "a+")
-
-    def start(self, timeout: float = 180.0) -> float:
-        """Start and wait for /ready; returns the seconds it took."""
-        began = time.monotonic()
-        self.proc = subprocess.Popen(
-            [BIN / "chronos", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--no-dashboard"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
-        )
-        while time.monotonic() - began < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chronos serve exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return time.monotonic() - began
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"chronos serve not ready after {timeout}s:\n{self.tail()}")
-
-    def session_pids(self) -> list[int]:
-        """Every live process of the server's session (the driver's pid is the session id)."""
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.getsid(int(entry)) == self.proc.pid:
-                        pids.append(int(entry))
-                except OSError:
-                    pass
-        return pids
-
-    def pids_titled(self, prefix: str) -> list[int]:
-        found = []
-        for pid in self.session_pids():
-            try:
-                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            except OSError:
-                continue
-            if title.startswith(prefix):
-                found.append(pid)
-        return found
-
-    def kill_all(self) -> None:
-        """kill -9 of the whole server: the driver and every process it started."""
-        for _ in range(5):  # a process may fork while we kill: sweep until none is left
-            pids = self.session_pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.2)
-        self.proc.wait()
-        self._wait_port_closed()
-
-    def stop(self) -> None:
-        """Ctrl-C, then kill whatever is left."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill_all()
-
-    def _wait_port_closed(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) != 0:
-                    return
-            time.sleep(0.2)
-
-    def tail(self, lines: int = 40) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return "".join(self.log.readlines()[-lines:])
 
 
 # ---------------------------------------------------------------- the API
@@ -219,7 +114,7 @@ def run(cycles: int, jobs: int, *, workdir: Path, seed: int | None = None, fault
         gap=(2.0, 6.0), tail: float = 6.0, settle: float = 30.0, log=print) -> dict:
     """The crash loop; returns figures and the list of violations."""
     rng = random.Random(seed)
-    server = Server(workdir / "data", free_port())
+    server = Server(workdir / "data", env={"CHRONOS_PLACEMENT": "pooled"})
     api = Api(server.url)
     report: dict = {"faults": [], "starts": [], "violations": []}
     with ThreadedReceiver() as receiver:
@@ -256,7 +151,7 @@ def inject(kind: str, server: Server, rng: random.Random, receiver, log) -> dict
     at = time.time()
     fault = {"kind": kind}
     if kind == "server":
-        server.kill_all()
+        server.kill9()
         fault["restart_s"] = round(server.start(), 1)
     else:
         pids = server.pids_titled(ACTOR_TITLES[kind])

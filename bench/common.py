@@ -1,9 +1,10 @@
 """Shared parts of the benchmarks: an nginx receiver that logs every request,
-a real ``chronos serve`` subprocess, a process-tree CPU/RSS meter, the
-firing statistics and the table printer.
+a real ``chronos serve`` subprocess (``tests/server.py``'s, with a workload's
+settings), a process-tree CPU/RSS meter, the firing statistics and the table
+printer.
 
 Everything listens on 127.0.0.1 only. Every process started here is stopped by
-its own pid (or its own process group) in ``close``/``stop``.
+its own pid (or its own session) in ``__exit__``/``stop``.
 """
 
 from __future__ import annotations
@@ -27,14 +28,12 @@ from typing import Iterable, Optional
 import httpx
 import psutil
 
-BIN = Path(sys.executable).parent
+from figures import percentile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server import Server, free_port  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -143,91 +142,31 @@ class Nginx:
 # ---------------------------------------------------------------- chronos serve
 
 
-class ChronosServer:
-    """``chronos serve`` as a subprocess (its own session, so a kill -9 of the
-    group takes every Ray process with it) on a free port, with a temp data dir."""
+class ChronosServer(Server):
+    """``chronos serve`` (see ``tests/server.py``) on a free port with a temp
+    dir (data in ``dir/data``, the log beside it), the placement, pool size and
+    job slots of a workload, and its process tree for :class:`TreeMeter`."""
 
-    def __init__(self, placement: str, *, pool_size: int = 4, job_slots: int = 64, data_dir: Optional[Path] = None):
-        self.dir = data_dir or Path(tempfile.mkdtemp(prefix="chronos-bench-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api = f"{self.url}/api/v1"
-        self.env = {
-            **os.environ,
+    def __init__(self, placement: str, *, pool_size: int = 4, job_slots: int = 64):
+        self.dir = Path(tempfile.mkdtemp(prefix="chronos-bench-"))
+        super().__init__(self.dir / "data", env={
             "CHRONOS_PLACEMENT": placement,
             "CHRONOS_POOL_SIZE": str(pool_size),
             "CHRONOS_JOB_SLOTS_PER_NODE": str(job_slots),
-            "RAY_USAGE_STATS_ENABLED": "0",
-        }
-        self.proc: Optional[subprocess.Popen] = None
+        })
+        self.api = f"{self.url}/api/v1"
 
     def start(self, timeout: float = 300.0) -> float:
-        """Start and wait for /ready; returns the seconds it took."""
-        started = time.monotonic()
-        self.log = open(self.dir / f"server-{self.port}.log", "a")
-        self.proc = subprocess.Popen(
-            [BIN / "chronos", "serve", "--port", str(self.port), "--data-dir", str(self.dir / "data"), "--no-dashboard"],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
-        while time.monotonic() - started < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chronos serve exited; see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"chronos serve not ready after {timeout}s; see {self.log.name}")
+        return super().start(timeout)
 
     def tree(self) -> list[psutil.Process]:
         return process_tree(self.proc.pid)
 
-    def kill9(self) -> None:
-        """kill -9 the driver and every process of its session (Ray included)."""
-        procs = self.tree()
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.Error:
-                pass
-        psutil.wait_procs(procs, timeout=30)
-        self.proc.wait()
-        _wait_port_free(self.port)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        procs = self.tree()
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        _, alive = psutil.wait_procs(procs, timeout=15)
-        for p in alive:  # whatever Ray left behind of *this* server
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-
     def cleanup(self) -> None:
         self.stop()
-        if hasattr(self, "log"):  # keep the last server log for a post-mortem
+        if self.proc is not None:  # keep the last server log for a post-mortem
             shutil.copy(self.log.name, Path(tempfile.gettempdir()) / "chronos-bench-last-server.log")
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _wait_port_free(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return
-        time.sleep(0.2)
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
@@ -311,14 +250,6 @@ class TreeMeter:
 
 
 # ---------------------------------------------------------------- statistics
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
-    return s[k]
 
 
 @dataclass

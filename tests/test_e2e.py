@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,67 +18,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver import ThreadedReceiver
+from server import Server, free_port
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    def __init__(self, data_dir: Path, port: int, env: dict | None = None):
-        self.data_dir, self.port = data_dir, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, **(env or {})}
-        self.proc = None
-        self.output = ""
-
-    def start(self, timeout: float = 180.0) -> "ServerProcess":
-        self.log = open(self.data_dir.parent / f"server-{self.port}.log", "a+")
-        self.proc = subprocess.Popen(
-            [BIN / "chronos", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), "--no-dashboard"],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"chronos serve exited:\n{self.read_log()}"
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"chronos serve did not become ready:\n{self.read_log()}")
-
-    def wait_gone(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) != 0:
-                    return
-            time.sleep(0.5)
-        raise AssertionError(f"port {self.port} still answers {timeout}s after the server was killed")
-
-    def read_log(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-    def stop(self, sig=signal.SIGINT) -> int:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +34,8 @@ def receiver():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("e2e") / "data"
-    process = ServerProcess(data, free_port()).start()
+    process = Server(data)
+    process.start()
     yield process
     process.stop()
 
@@ -217,20 +161,23 @@ def test_the_guides_cli_commands(server, receiver, tmp_path):
 
 @pytest.fixture
 def own_server(tmp_path):
-    process = ServerProcess(tmp_path / "data", free_port())
+    process = Server(tmp_path / "data")
     yield process
-    if process.proc is not None and process.proc.poll() is None:
-        os.killpg(process.proc.pid, signal.SIGKILL)
+    if process.proc is not None:
+        process.kill9()
 
 
 def test_jobs_survive_a_restart_and_kill_9(own_server, receiver):
-    process = own_server.start()
+    process = own_server
+    process.start()
     api = f"{process.url}/api/v1"
     body = {"name": "every-second", "schedule": "*/1 * * * * *", "webhook": {"url": receiver.url("/tick")}}
     assert httpx.post(f"{api}/jobs", json=body).status_code == 201
     receiver.wait_for(2, timeout=30, path="/tick")
-    assert process.stop(signal.SIGKILL) == -signal.SIGKILL
-    process.wait_gone()  # Ray's processes share the driver's fate within moments
+    process.proc.send_signal(signal.SIGKILL)  # the driver only
+    assert process.proc.wait(timeout=60) == -signal.SIGKILL
+    # Ray's processes share the driver's fate within moments
+    assert process.wait_port_closed(60), f"port {process.port} still answers 60s after the driver was killed"
     process.start()
     seen = len(receiver.requests_for("/tick"))
     receiver.wait_for(seen + 2, timeout=60, path="/tick")

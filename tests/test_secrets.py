@@ -287,13 +287,13 @@ def served(tmp_path_factory):
     """A real `chronos serve` (its Ray's files in a private temp dir) with the four secret jobs,
     each triggered once, and a receiver on 127.0.0.1 that got them."""
     from receiver import ThreadedReceiver
-    from test_e2e import ServerProcess, free_port
+    from server import Server
 
     ray_tmp = tempfile.mkdtemp(prefix="crs", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     data = tmp_path_factory.mktemp("secrets") / "data"
     env = {"RAY_TMPDIR": ray_tmp, "CHRONOS_SECRET_KEY": new_key(), "CHRONOS_CONFIG": "/nonexistent.yaml"}
     with ThreadedReceiver() as receiver:
-        server = ServerProcess(data, free_port(), env=env)
+        server = Server(data, env=env)
         try:
             server.start()
             api = f"{server.url}/api/v1"
