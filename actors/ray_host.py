@@ -7,6 +7,8 @@ actors named ``chronos:pool:<n>`` hold many jobs each.
 
 from __future__ import annotations
 
+import gc
+
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
@@ -14,6 +16,8 @@ from chronos.dispatcher import Dispatcher
 from chronos.egress import DEFAULT_POLICY
 from chronos.errors import Unavailable
 from chronos.host import JobHost
+
+from chronos.actors.wire import pack
 
 SUPERVISOR_NAME = "chronos-supervisor"
 
@@ -39,10 +43,10 @@ class SupervisorLink:
         return self._handle
 
     async def claim(self, executions):
-        return await self._call("claim", executions)
+        return await self._call("claim", pack(executions))
 
     async def report(self, executions):
-        return await self._call("report", executions)
+        return await self._call("report", pack(executions))
 
     async def _call(self, method, *args):
         try:
@@ -54,9 +58,16 @@ class SupervisorLink:
             raise Unavailable(f"the supervisor is unreachable: {type(e).__name__}") from None
 
 
+#: Young-generation threshold of the host processes' garbage collector (Python's
+#: default is 700): every fire allocates, and with the default a collection ran
+#: every few fires; each pause delays every request of a burst behind it.
+GC_THRESHOLD = (20_000, 20, 100)
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)
 class HostActor:
     def __init__(self, key: str, namespace: str, egress=DEFAULT_POLICY):
+        gc.set_threshold(*GC_THRESHOLD)
         self.key = key
         context = ray.get_runtime_context()
         node = f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
@@ -67,12 +78,16 @@ class HostActor:
 
     async def assign(self, items) -> None:
         await self.host.assign(items)
+        # The jobs just assigned live as long as the host: keep them (and their
+        # runners) out of every later collection, whose pauses grow with them.
+        gc.freeze()
 
     async def update(self, job) -> None:
         await self.host.update(job)
 
     async def remove(self, job_id) -> None:
         await self.host.remove(job_id)
+        gc.unfreeze()  # a removed runner's cycles must be collectable again
 
     async def trigger(self, job_id):
         return await self.host.trigger(job_id)

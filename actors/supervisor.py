@@ -19,6 +19,7 @@ from chronos.supervisor import Supervisor
 
 from chronos.actors.ray_host import SUPERVISOR_NAME
 from chronos.actors.runtime import RayRuntime
+from chronos.actors.wire import unpack
 
 #: The Backend operations the REST layer may call through :meth:`SupervisorActor.call`.
 BACKEND_METHODS = frozenset(name for name in dir(Backend) if not name.startswith("_"))
@@ -54,13 +55,13 @@ class SupervisorActor:
         await self._ready()
         return await getattr(self.supervisor, method)(*args, **kwargs)
 
-    async def claim(self, executions):
+    async def claim(self, executions: bytes):
         await self._ready()
-        return await self.supervisor.claim(executions)
+        return await self.supervisor.claim(unpack(executions))
 
-    async def report(self, executions):
+    async def report(self, executions: bytes):
         await self._ready()
-        return await self.supervisor.report(executions)
+        return await self.supervisor.report(unpack(executions))
 
     async def shutdown(self) -> None:
         await self._ready()

@@ -21,7 +21,9 @@ Rules (DESIGN.md §5):
 - the egress policy (:mod:`chronos.egress`) is applied before every connection: a literal IP
   in the URL is checked as written, a name through a resolver that checks every address it
   resolves to, so aiohttp only ever connects to a checked address. A refused target is an
-  outcome of kind ``"denied"``, which is never retried.
+  outcome of kind ``"denied"``, which is never retried;
+- an attempt may be built ahead of its due instant (``prepare``: headers, URL, body, the egress
+  check of the URL's host), so that at the due instant ``send`` only makes the request.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from chronos.models import (
     Method,
 )
 
-__all__ = ["Dispatcher", "Outcome", "OutcomeKind", "MAX_REDIRECTS", "parse_retry_after", "format_scheduled_time"]
+__all__ = ["Dispatcher", "Outcome", "OutcomeKind", "Prepared", "MAX_REDIRECTS", "parse_retry_after", "format_scheduled_time"]
 
 OutcomeKind = Literal["response", "timeout", "connection", "invalid", "denied"]
 
@@ -91,6 +93,20 @@ class Outcome:
     def ok(self) -> bool:
         """A response the webhook counts as success (its ``success_codes``, default 2xx)."""
         return self.kind == "response" and self.error is None
+
+
+@dataclass
+class Prepared:
+    """One attempt's request, built by :meth:`Dispatcher.prepare` before the attempt is due so
+    that sending it is only aiohttp's work. Used once: redirects edit its headers."""
+
+    job: Job
+    attempt: int
+    method: str
+    url: URL
+    headers: CIMultiDict[str]
+    data: Optional[bytes] = None
+    failure: Optional[dict[str, Any]] = None  # the outcome's fields when it cannot be sent at all
 
 
 # ---------------------------------------------------------------- helpers
@@ -300,16 +316,44 @@ class Dispatcher:
         headers["Idempotency-Key"] = str(execution.id)
         return headers
 
-    async def send(self, job: Job, execution: Execution, attempt: int, timeout: float) -> Outcome:
+    def prepare(self, job: Job, execution: Execution, attempt: int) -> Prepared:
+        """Build attempt ``attempt`` of ``execution`` ahead of time: headers, URL, body, and the
+        egress check of the URL's host. Never raises: a request that cannot be sent carries its
+        failure, which :meth:`send` returns as the outcome."""
+        webhook = job.webhook
+        method = webhook.method.value if isinstance(webhook.method, Method) else str(webhook.method).upper()
+        prepared = Prepared(job, attempt, method, URL(), CIMultiDict())
+        try:
+            prepared.headers = self.headers_for(job, execution, attempt)
+        except Exception as exc:
+            prepared.failure = _result(None, kind="invalid", error=f"invalid request: {exc}")
+            return prepared
+        try:
+            prepared.data = webhook.body.encode("utf-8") if webhook.body is not None else None
+            prepared.url = URL(webhook.url)
+            # aiohttp skips the resolver for a literal IP, so that case is checked here.
+            self.egress.check_host(prepared.url.host or "")
+        except Exception as exc:
+            prepared.failure = _error_result(exc)
+        return prepared
+
+    async def send(
+        self, job: Job, execution: Execution, attempt: int, timeout: float, prepared: Optional[Prepared] = None
+    ) -> Outcome:
         """Send attempt ``attempt`` (1-based) of ``execution``; ``timeout`` in seconds covers the
-        whole attempt. Returns an :class:`Outcome`; raises only ``asyncio.CancelledError``."""
+        whole attempt. ``prepared``: this attempt from :meth:`prepare` (built again if it was
+        made for another attempt or another version of the job). Returns an :class:`Outcome`;
+        raises only ``asyncio.CancelledError``."""
         if hasattr(timeout, "total_seconds"):
             timeout = timeout.total_seconds()  # type: ignore[union-attr]
         timeout = float(timeout)
         limit = None if math.isinf(timeout) else max(0.0, timeout)
         started = time.monotonic()
+        if prepared is None or prepared.job is not job or prepared.attempt != attempt:
+            prepared = self.prepare(job, execution, attempt)
+        if prepared.failure is not None:
+            return Outcome(duration=time.monotonic() - started, **prepared.failure)
         try:
-            headers = self.headers_for(job, execution, attempt)
             session = self._get_session()
         except Exception as exc:
             return Outcome(None, time.monotonic() - started, error=f"invalid request: {exc}", kind="invalid")
@@ -317,7 +361,7 @@ class Dispatcher:
         scope = _timeout_scope(limit)
         try:
             async with scope:
-                result = await self._attempt(session, job, headers)
+                result = await self._attempt(session, prepared)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -328,15 +372,13 @@ class Dispatcher:
                 result = _error_result(exc)
         return Outcome(duration=time.monotonic() - started, **result)
 
-    async def _attempt(self, session: aiohttp.ClientSession, job: Job, headers: CIMultiDict[str]) -> dict[str, Any]:
-        webhook = job.webhook
-        method = webhook.method.value if isinstance(webhook.method, Method) else str(webhook.method).upper()
-        data: Optional[bytes] = webhook.body.encode("utf-8") if webhook.body is not None else None
-        url = URL(webhook.url)
+    async def _attempt(self, session: aiohttp.ClientSession, prepared: Prepared) -> dict[str, Any]:
+        webhook = prepared.job.webhook
+        method, url, headers, data = prepared.method, prepared.url, prepared.headers, prepared.data
         seen = [(method, str(url))]
-        for _hop in range(MAX_REDIRECTS + 1):
-            # aiohttp skips the resolver for a literal IP, so that case is checked here.
-            self.egress.check_host(url.host or "")
+        for hop in range(MAX_REDIRECTS + 1):
+            if hop:  # a redirect target, checked as prepare() checked the URL
+                self.egress.check_host(url.host or "")
             async with session.request(
                 method,
                 url,

@@ -58,6 +58,9 @@ ALWAYS_DENIED: tuple[tuple[_Net, str], ...] = tuple(
 PRIVATE = _nets("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 LOOPBACK = _nets("127.0.0.0/8", "::1/128")
 
+#: Hosts whose check_host verdict a policy remembers.
+VERDICT_CACHE_SIZE = 4096
+
 METADATA_NAMES = frozenset(
     {
         "metadata",
@@ -134,6 +137,7 @@ class EgressPolicy:
                 names.append(normalize_host(entry))
         object.__setattr__(self, "_allow_nets", tuple(nets))
         object.__setattr__(self, "_allow_names", tuple(names))
+        object.__setattr__(self, "_verdicts", {})  # host as written -> host_problem(host)
 
     # ------------------------------------------------------------ allow-list
 
@@ -184,8 +188,15 @@ class EgressPolicy:
         return self.address_problem(ip) if ip is not None else self.name_problem(host)
 
     def check_host(self, host: str) -> None:
-        """Raise :class:`EgressDenied` if ``host`` (as written in a URL) is refused."""
-        problem = self.host_problem(host)
+        """Raise :class:`EgressDenied` if ``host`` (as written in a URL) is refused. Verdicts
+        are cached per host (the policy never changes): this runs before every request."""
+        verdicts: dict[str, Optional[str]] = self._verdicts  # type: ignore[attr-defined]
+        try:
+            problem = verdicts[host]
+        except KeyError:
+            if len(verdicts) >= VERDICT_CACHE_SIZE:
+                verdicts.clear()  # bounded: any host names a URL may hold
+            problem = verdicts[host] = self.host_problem(host)
         if problem:
             raise EgressDenied(denied_message(host, problem))
 

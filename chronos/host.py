@@ -5,8 +5,11 @@ inside a Ray actor).
 
 In ``dedicated`` placement a host holds one job; in ``pooled`` placement it
 holds many. Either way claims made in the same event-loop tick travel to the
-supervisor as one call, and state reports are coalesced (latest state per
-execution wins) and flushed every few milliseconds, retried until accepted.
+supervisor as one call, at once (a slot is claimed before it fires). State
+reports are coalesced (latest state per execution wins: the host keeps the
+live execution and copies its state when it flushes) and flushed every
+``REPORT_INTERVAL``, retried until accepted: the "running" and final states of
+a burst of fires go up together, after the burst.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from uuid import UUID
 from chronos.clock import Clock, SystemClock
 from chronos.dispatcher import Dispatcher
 from chronos.models import Execution, Job
-from chronos.runner import JobRunner
+from chronos.runner import JobRunner, snapshot
 
 log = logging.getLogger(__name__)
 
-REPORT_INTERVAL = 0.05  # seconds between report flushes
+REPORT_INTERVAL = 0.25  # seconds between report flushes
 
 
 class Upstream(Protocol):
@@ -63,7 +66,14 @@ class JobHost:
             if job.id in self.runners:
                 self.runners[job.id].update(job)
                 continue
-            runner = JobRunner(job, clock=self._clock, send=self._dispatcher.send, reporter=self, **self._where)
+            runner = JobRunner(
+                job,
+                clock=self._clock,
+                send=self._dispatcher.send,
+                prepare=self._dispatcher.prepare,
+                reporter=self,
+                **self._where,
+            )
             self.runners[job.id] = runner
             runner.start(last_slot=last_slot, orphans=orphans)
 
@@ -142,7 +152,7 @@ class JobHost:
         if not batch:
             return True
         try:
-            await self._upstream.report(list(batch.values()))
+            await self._upstream.report([snapshot(e) for e in batch.values()])
             return True
         except Exception as e:
             log.warning("reporting %d execution update(s) failed, will retry: %s", len(batch), e)

@@ -7,6 +7,13 @@ writer to the store). Every slot is *claimed* through the reporter before it
 fires: the store's unique (job, scheduled instant, trigger) key makes a second
 claim of the same slot fail, so two runners of one job cannot both fire it.
 
+A host fires hundreds of runners at the same instant, and whatever runs then
+delays every request after it, so the work is done ahead: a slot is claimed
+``CLAIM_LEAD`` before it is due, then waits for its instant in a task of its
+own while its first attempt is built (``prepare``) and the timer plans the
+next slot. At the due instant only the fire runs; reports of state changes
+are read by the reporter when it sends them.
+
 Lifecycle of an execution::
 
     claim (pending) ──▶ running ──▶ success | failed | timeout
@@ -19,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import Awaitable, Callable, Iterable, Optional, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
 from uuid import UUID
 
 from chronos.clock import Clock
@@ -30,7 +37,10 @@ from chronos.schedules import Schedule, parse_schedule
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[Job, Execution, int, float], Awaitable[Outcome]]
+#: ``send(job, execution, attempt, timeout[, prepared])``: one attempt (the webhook dispatcher).
+Send = Callable[..., Awaitable[Outcome]]
+#: ``prepare(job, execution, attempt)``: that attempt built ahead, for ``send``.
+Prepare = Callable[[Job, Execution, int], Any]
 
 #: Claim a slot this long before it is due, so the claim's round trip to the
 #: store is not paid at the due instant.
@@ -46,7 +56,9 @@ class Reporter(Protocol):
         """Insert the execution's row; False if its slot was already claimed."""
 
     def report(self, execution: Execution) -> None:
-        """Record a state change (fire-and-forget; the reporter batches and retries)."""
+        """Record a state change (fire-and-forget; the reporter batches and retries).
+        The execution goes on changing: the reporter sends the state it has when it
+        sends (latest state wins), so a report costs nothing at the due instant."""
 
 
 class JobRunner:
@@ -57,6 +69,7 @@ class JobRunner:
         clock: Clock,
         send: Send,
         reporter: Reporter,
+        prepare: Optional[Prepare] = None,
         node: Optional[str] = None,
         actor: Optional[str] = None,
         claim_lead: timedelta = CLAIM_LEAD,
@@ -65,15 +78,18 @@ class JobRunner:
         self._clock = clock
         self._send = send
         self._reporter = reporter
+        self._prepare = prepare  # builds a slot's first attempt between its claim and its due instant
         self._where = {"node": node, "actor": actor}
         self._claim_lead = claim_lead
         self._timer: Optional[asyncio.Task] = None
         self._background: set[asyncio.Task] = set()
         self.running: dict[UUID, tuple[Execution, asyncio.Task]] = {}
         self._cancel_reasons: dict[UUID, str] = {}
-        self.next_run: Optional[datetime] = None
+        self._planned: Optional[datetime] = None  # the slot the timer waits for
+        self._claimed: Optional[datetime] = None  # a claimed slot waiting for its instant
         self._stopping = False
         self._changed = asyncio.Event()
+        self._wake: Optional[asyncio.Future] = None  # ends the timer's sleep (see _sleep)
         self._parsed: Optional[tuple] = None
 
     # ------------------------------------------------------------ lifecycle
@@ -95,6 +111,8 @@ class JobRunner:
         executions finish on the old spec."""
         self.job = job
         self._changed.set()
+        if self._wake is not None:
+            _set(self._wake)
 
     async def stop(self) -> None:
         """Stop without recording anything: unfinished executions stay as they
@@ -129,10 +147,9 @@ class JobRunner:
         while True:
             self._changed.clear()
             plan = self._plan()
-            after = await self._catch_up(after, cause)
+            after, due = await self._catch_up(after, cause)
             cause = "while the job's timer was held up"
-            due = self._schedule().next_after(after) if self.job.enabled else None
-            self.next_run = due
+            self._planned = due
             if due is None:
                 await self._changed.wait()
                 after = self._replan(after, plan)
@@ -143,13 +160,35 @@ class JobRunner:
             try:
                 execution = self._new(Trigger.scheduled, due)
                 if await self._claim(execution):
-                    await self._clock.sleep_until(due)
-                    self._dispatch(execution)
+                    # The slot waits for its instant in a task of its own, and the timer plans
+                    # the next slot now: at the due instant, when every runner of the host
+                    # fires, only the fire itself runs.
+                    self._claimed = due
+                    self._spawn(self._fire(execution))
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not stop the job's timer
-                log.exception("job %s: slot %s could not be fired", self.job.name, due)
+                log.exception("job %s: slot %s could not be claimed", self.job.name, due)
             after = due
+
+    async def _fire(self, execution: Execution) -> None:
+        """Fire a claimed slot at its instant, its first attempt built while it waits."""
+        due = execution.scheduled_at
+        try:
+            prepared = self._prepare(self.job, execution, 1) if self._prepare else None
+            await self._clock.sleep_until(due)
+            if self._claimed == due:
+                self._claimed = None
+            self._dispatch(execution, prepared)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not leave other slots unfired
+            log.exception("job %s: slot %s could not be fired", self.job.name, due)
+
+    @property
+    def next_run(self) -> Optional[datetime]:
+        """The next slot to fire: one claimed and waiting for its instant, else the one planned."""
+        return self._claimed or self._planned
 
     def _plan(self) -> tuple:
         """What the timer's plan depends on."""
@@ -166,14 +205,19 @@ class JobRunner:
         return max(after, self._clock.now() - LATE_GRACE)
 
     async def _sleep(self, until: datetime) -> bool:
-        """Sleep until ``until``; False if woken early by a change of spec."""
-        sleeper = asyncio.ensure_future(self._clock.sleep_until(until))
-        changed = asyncio.ensure_future(self._changed.wait())
+        """Sleep until ``until``; False if woken early by a change of spec.
+        One future woken by the clock or by ``update``: cheaper than waiting
+        on two tasks, and every runner of a host does this every slot."""
+        if self._changed.is_set():
+            return False
+        wake = self._wake = asyncio.get_running_loop().create_future()
+        nap = asyncio.ensure_future(self._clock.sleep_until(until))
+        nap.add_done_callback(lambda _: _set(wake))
         try:
-            await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
+            await wake
         finally:
-            sleeper.cancel()
-            changed.cancel()
+            self._wake = None
+            nap.cancel()
         return not self._changed.is_set()
 
     async def _claim(self, execution: Execution) -> bool:
@@ -205,7 +249,7 @@ class JobRunner:
         execution = self._new(Trigger.manual, self._clock.now())
         await self._reporter.claim(execution)
         self._dispatch(execution)
-        return _snapshot(execution)
+        return snapshot(execution)
 
     async def cancel(self, execution_id: UUID, reason: str = "cancelled by user") -> Optional[Execution]:
         entry = self.running.get(execution_id)
@@ -215,10 +259,11 @@ class JobRunner:
         self._cancel_reasons[execution_id] = reason
         task.cancel()
         await asyncio.wait([task])
-        return _snapshot(execution)
+        return snapshot(execution)
 
-    def _dispatch(self, execution: Execution) -> None:
-        """Start an execution whose slot is due, applying the concurrency policy."""
+    def _dispatch(self, execution: Execution, prepared: Any = None) -> None:
+        """Start an execution whose slot is due, applying the concurrency policy.
+        ``prepared``: its first attempt, from ``prepare``."""
         busy = [e for e, _ in self.running.values()]
         if busy and execution.trigger is not Trigger.manual:
             if self.job.concurrency is Concurrency.forbid:
@@ -229,23 +274,25 @@ class JobRunner:
                 for old in busy:
                     self._cancel_reasons[old.id] = f"replaced by execution {execution.id} (concurrency: replace)"
                     self.running[old.id][1].cancel()
-        self._start(execution)
+        self._start(execution, prepared)
 
-    def _start(self, execution: Execution) -> asyncio.Task:
+    def _start(self, execution: Execution, prepared: Any = None) -> asyncio.Task:
         execution.status = ExecutionStatus.running
         execution.started_at = execution.started_at or self._clock.now()
         execution.node, execution.actor = self._where["node"], self._where["actor"]
-        self._reporter.report(_snapshot(execution))
-        task = asyncio.create_task(self._execute(execution, self.job), name=f"exec:{execution.id}")
+        self._reporter.report(execution)
+        task = asyncio.create_task(self._execute(execution, self.job, prepared), name=f"exec:{execution.id}")
         self.running[execution.id] = (execution, task)
         return task
 
-    async def _execute(self, execution: Execution, job: Job) -> None:
+    async def _execute(self, execution: Execution, job: Job, prepared: Any) -> None:
         first = len(execution.attempts) + 1  # a resumed execution numbers on
         try:
             for attempt in range(first, first + job.retry_policy.max_attempts):
                 started = self._clock.now()
-                outcome = await self._send(job, execution, attempt, job.timeout.total_seconds())
+                ahead = () if prepared is None else (prepared,)
+                prepared = None  # retries are built when they are due
+                outcome = await self._send(job, execution, attempt, job.timeout.total_seconds(), *ahead)
                 execution.attempts.append(
                     Attempt(
                         number=attempt,
@@ -258,7 +305,7 @@ class JobRunner:
                 verdict = judge(outcome, job.webhook, job.retry_policy, attempt - first + 1)
                 if not verdict.retry:
                     break
-                self._reporter.report(_snapshot(execution))
+                self._reporter.report(execution)
                 await self._clock.sleep_until(self._clock.now() + verdict.wait)
             self._close(
                 execution,
@@ -287,7 +334,7 @@ class JobRunner:
             execution.duration = (now - execution.started_at).total_seconds()
         for key, value in fields.items():
             setattr(execution, key, value)
-        self._reporter.report(_snapshot(execution))
+        self._reporter.report(execution)
 
     # ------------------------------------------------------------ after a restart
 
@@ -304,22 +351,26 @@ class JobRunner:
                 + ("the job is disabled" if not self.job.enabled else "older than catchup_window"),
             )
 
-    async def _catch_up(self, after: datetime, cause: str) -> datetime:
-        """Where the timer goes on from ``after``. Slots only a little late (a
+    async def _catch_up(self, after: datetime, cause: str) -> tuple[datetime, Optional[datetime]]:
+        """Where the timer goes on from ``after``, and the slot that follows
+        (None: the job is disabled or its schedule has ended). Slots only a little late (a
         host still starting) fire late, as scheduled; slots more than
         LATE_GRACE late (the server was down, or the timer fell behind: a
         claim waiting for a restarting supervisor, a host busy starting many
         jobs) are missed: they follow ``missed_runs`` and are recorded, never
         silently dropped. Their claims are made before the timer claims any
         later slot, so a crash in between cannot lose them."""
+        if not self.job.enabled:
+            return after, None
+        schedule = self._schedule()
+        following = schedule.next_after(after)
         horizon = self._clock.now() - LATE_GRACE
-        following = self._schedule().next_after(after) if self.job.enabled else None
         if following is None or following > horizon:
-            return after
+            return after, following
         claimed = await self._claim_missed(after, horizon, cause)
         if claimed:
             self._spawn(self._run_in_turn(claimed))
-        return horizon
+        return horizon, schedule.next_after(horizon)
 
     async def _claim_missed(self, since: datetime, now: datetime, cause: str) -> list[Execution]:
         """Apply ``missed_runs`` to the slots in (since, now]: claim a summary
@@ -367,7 +418,12 @@ class JobRunner:
             await asyncio.wait([self._start(execution)])
 
 
-def _snapshot(execution: Execution) -> Execution:
+def _set(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def snapshot(execution: Execution) -> Execution:
     """A copy of the execution's state now, for a report or a reply. Shallow but
     for the attempts list (the only part mutated in place; attempts themselves
     never change once appended): deep copies cost a sixth of a host's CPU."""

@@ -14,7 +14,8 @@ day-of-month; ``5#3`` (third Friday) and ``5L`` (last Friday) in day-of-week; ``
 day fields; ``N/S`` meaning ``N-max/S``. Our own parser validates each field (so errors name the
 field and the fix) and hands croniter a normalised expression of explicit value lists, which
 sidesteps croniter 7's deviations (it reads ``N-N`` as ``*``, re-bases steps, wraps reversed
-ranges); croniter does the matching.
+ranges); croniter does the matching. Its answers are memoised per (expression, zone, second):
+the many jobs of a host that share a schedule pay for each slot once.
 
 **Time zones.** Matching happens on the wall clock of the job's zone; results are UTC. The zone's
 timeline is cut into segments of constant UTC offset (transitions found once per zone and year
@@ -559,7 +560,11 @@ class CronSchedule(Schedule):
 
     def next_after(self, after: datetime) -> datetime | None:
         # Fire times are whole seconds, so "strictly after" is ">= floor(after) + 1s".
-        threshold = _as_utc(after).replace(tzinfo=None, microsecond=0) + _SECOND
+        return self._first_fire(_as_utc(after).replace(tzinfo=None, microsecond=0) + _SECOND)
+
+    @lru_cache(maxsize=8192)  # keyed by (schedule, threshold): equal schedules share entries
+    def _first_fire(self, threshold: datetime) -> datetime | None:
+        """The first fire at or after ``threshold`` (a naive UTC whole second)."""
         if threshold.year > _LAST_YEAR:
             return None
         if threshold.year < 2:  # local times in year 1 can fall off the start of datetime

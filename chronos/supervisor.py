@@ -10,6 +10,11 @@ be assigned to exactly one live host. A host that died is recreated; a host
 that came back empty (restarted by Ray) is refilled; each (re)assigned job
 gets its last claimed slot (to apply ``missed_runs``) and its unfinished
 executions that no live host is running (to finish them honestly).
+
+Threads: every write (claims, reports, job changes) goes through ONE store
+thread, in order. API reads do not queue behind them: a job is read from
+memory (``_jobs``, kept current by the one writer, last run included), pages
+and executions from a few reader threads with their own connections.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from functools import partial
 from typing import Any, Callable, Optional, TypeVar
 from uuid import UUID
 
-from chronos.errors import Conflict, NotFound, Unavailable
+from chronos.errors import Conflict, JobNotFound, NotFound, Unavailable
 from chronos.metrics import Metrics
 from chronos.models import (
     Execution,
@@ -36,13 +41,14 @@ from chronos.models import (
 )
 from chronos.runtime import Host, HostGone, Runtime
 from chronos.schedules import parse_schedule
-from chronos.store import Store
+from chronos.store import Store, parse_uuid
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FLUSH_INTERVAL = 0.05
 PRUNE_INTERVAL = 600.0
+READER_THREADS = 2
 
 
 class Supervisor:
@@ -60,9 +66,12 @@ class Supervisor:
         self._history = (history_keep, history_max_age)
         self._reconcile_interval = reconcile_interval
         self._db = ThreadPoolExecutor(1, thread_name_prefix="chronos-store")
+        # API reads must not queue behind the writes (claims and reports of every host).
+        self._reader = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="chronos-store-read")
         self._pending: dict[UUID, Execution] = {}
         self._runtime_updates: dict[UUID, dict] = {}
         self._jobs: dict[UUID, Job] = {}  # the one writer keeps them in memory
+        self._names: dict[str, UUID] = {}
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
@@ -74,7 +83,8 @@ class Supervisor:
     async def start(self, runtime: Runtime) -> None:
         self.runtime = runtime
         await self._io(self.store.create_schema)
-        self._jobs = {job.id: job for job in await self._io(self.store.all_jobs)}
+        for job in await self._io(self.store.all_jobs):
+            self._remember(job)
         await self.reconcile()
         self._tasks = [
             asyncio.create_task(self._every(FLUSH_INTERVAL, self.flush)),
@@ -90,6 +100,7 @@ class Supervisor:
             await self.runtime.close()
         await self.flush()
         self._db.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
 
     async def _every(self, seconds: float, step: Callable) -> None:
         while True:
@@ -103,11 +114,44 @@ class Supervisor:
         """Store calls run on one worker thread, never on the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._db, partial(fn, *args, **kwargs))
 
+    async def _read(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Read-only store calls, on the reader threads (their own connections)."""
+        return await asyncio.get_running_loop().run_in_executor(self._reader, partial(fn, *args, **kwargs))
+
+    def _remember(self, job: Job) -> None:
+        old = self._jobs.get(job.id)
+        if old is not None and old.name != job.name:
+            del self._names[old.name]
+        self._jobs[job.id] = job
+        self._names[job.name] = job.id
+
+    def _forget(self, job_id: UUID) -> None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            del self._names[job.name]
+
+    def _find(self, ref: str | UUID) -> Job:
+        """A job by id or by name, as :meth:`Store.get_job` finds it, from memory."""
+        job_id = ref if isinstance(ref, UUID) else parse_uuid(ref)
+        job = self._jobs.get(job_id) if job_id is not None else None
+        if job is None and isinstance(ref, str):  # a name may look like a UUID
+            job = self._jobs.get(self._names.get(ref))
+        if job is None:
+            raise JobNotFound(f'job "{ref}" not found')
+        return job
+
     # ------------------------------------------------------------ upstream (hosts)
 
     async def claim(self, executions: list[Execution]) -> list[bool]:
-        results = await self._io(self.store.claim, executions)
-        lost = [e for e, ok in zip(executions, results) if not ok]
+        # A deleted job leaves _jobs before its store delete is queued (delete_job),
+        # and this filter and the queueing below happen in one step of the loop: no
+        # claim can insert a row for a job after its delete.
+        known = [i for i, e in enumerate(executions) if e.job_id in self._jobs]
+        won = await self._io(self.store.claim, [executions[i] for i in known])
+        results = [False] * len(executions)
+        for i, ok in zip(known, won):
+            results[i] = ok
+        lost = [executions[i] for i, ok in zip(known, won) if not ok]
         if lost:  # a retried claim whose first try was written (its reply was lost) is still ours
             mine = await self._io(self._own_rows, lost)
             results = [ok or e.id in mine for e, ok in zip(executions, results)]
@@ -129,14 +173,16 @@ class Supervisor:
 
     async def report(self, executions: list[Execution]) -> None:
         for execution in executions:
+            job = self._jobs.get(execution.job_id)
+            if job is None:
+                continue  # deleted (see claim): its rows are gone
             if not self.stats.observe(execution):
                 continue  # a late report of an execution that already finished
             self._pending[execution.id] = execution
             if execution.status.final and execution.status is not ExecutionStatus.skipped:
-                self._runtime_updates[execution.job_id] = {
-                    "last_run": execution.started_at or execution.scheduled_at,
-                    "last_status": execution.status,
-                }
+                runtime = {"last_run": execution.started_at or execution.scheduled_at, "last_status": execution.status}
+                self._runtime_updates[job.id] = runtime
+                self._jobs[job.id] = job.model_copy(update=runtime)  # get_job reads memory
         # Acknowledge only once written: a host forgets what it reported, so a
         # supervisor killed while holding acknowledged states would lose final
         # statuses for good (the execution would stay "running" forever).
@@ -152,17 +198,13 @@ class Supervisor:
             if not batch and not updates:
                 return
             try:
-                await self._io(self._write, batch, updates)
+                await self._io(self.store.save_executions, batch, runtime=updates)
             except Exception:
                 for execution in batch:  # keep them: a newer state may have arrived meanwhile
                     self._pending.setdefault(execution.id, execution)
+                for job_id, fields in updates:
+                    self._runtime_updates.setdefault(job_id, fields)
                 raise
-
-    def _write(self, batch: list[Execution], updates: list) -> None:
-        if batch:
-            self.store.save_executions(batch)
-        if updates:
-            self.store.set_runtime(updates)
 
     async def prune(self) -> int:
         keep, max_age = self._history
@@ -218,20 +260,23 @@ class Supervisor:
         job = Job(**spec.model_dump(), created_at=now, updated_at=now, anchor=now)
         async with self._lock:
             await self._io(self.store.insert_job, job)
-            try:
-                host = await self.runtime.host(self.runtime.host_key(job))
-            except Exception:  # e.g. CapacityExhausted: the job must not linger
-                await self._io(self.store.delete_job, job.id)
-                raise
-            self._jobs[job.id] = job
+            self._remember(job)
+        # Not under the lock: in dedicated placement this creates an actor, a slow call.
+        try:
+            host = await self.runtime.host(self.runtime.host_key(job))
+        except Exception:  # e.g. CapacityExhausted: the job must not linger
+            async with self._lock:
+                if job.id in self._jobs:  # else deleted meanwhile
+                    await self._delete(job)
+            raise
         self._background(host.assign([(job, None, [])]), f"assign {job.name}")
         return self._with_next_run(job)
 
     async def get_job(self, ref: str) -> Job:
-        return self._with_next_run(await self._io(self.store.get_job, ref))
+        return self._with_next_run(self._find(ref))
 
     async def list_jobs(self, **query) -> tuple[list[Job], Optional[str]]:
-        jobs, cursor = await self._io(self.store.list_jobs, **query)
+        jobs, cursor = await self._read(self.store.list_jobs, **query)
         return [self._with_next_run(j) for j in jobs], cursor
 
     async def replace_job(self, ref: str, spec: JobCreate) -> Job:
@@ -245,7 +290,7 @@ class Supervisor:
 
     async def _change(self, ref: str, new_spec: Callable[[Job], dict]) -> Job:
         async with self._lock:
-            old = await self._io(self.store.get_job, ref)
+            old = self._find(ref)
             spec = parse_job(keep_secrets(new_spec(old), old))
             now = utcnow()
             rearm = spec.enabled and (not old.enabled or spec.schedule != old.schedule or spec.timezone != old.timezone)
@@ -262,26 +307,41 @@ class Supervisor:
             else:
                 host = await self._host_of(job)
                 await self._quietly(host.update(job))
-            self._jobs[job.id] = job
+            current = self._jobs[job.id]  # final reports may have come in meanwhile
+            job = job.model_copy(update={"last_run": current.last_run, "last_status": current.last_status})
+            self._remember(job)
         return self._with_next_run(job)
 
     async def delete_job(self, ref: str) -> None:
         async with self._lock:
-            job = await self._io(self.store.get_job, ref)
+            job = self._find(ref)
             key = self.runtime.host_key(job)
             host = await self.runtime.host(key, create=False)
             if host:
                 await self._quietly(host.remove(job.id))
             if key.startswith("chronos:job:"):
                 await self.runtime.drop(key)
-            self._pending = {k: v for k, v in self._pending.items() if v.job_id != job.id}
+            await self._delete(job)
+
+    async def _delete(self, job: Job) -> None:
+        """Forget the job, then delete it from the store (callers hold the lock).
+
+        Forgotten first, with no await before the delete is queued: claims and
+        reports queued after the delete then leave the job out (see claim)."""
+        self._forget(job.id)
+        self._pending = {k: v for k, v in self._pending.items() if v.job_id != job.id}
+        try:
             await self._io(self.store.delete_job, job.id)
-            self._jobs.pop(job.id, None)
+        except JobNotFound:
+            raise  # not stored (any more): stays forgotten
+        except Exception:
+            self._remember(job)
+            raise
 
     # ------------------------------------------------------------ Backend: executions
 
     async def trigger(self, ref: str) -> Execution:
-        job = await self._io(self.store.get_job, ref)
+        job = self._find(ref)
         host = await self._host_of(job)
         try:
             execution = await host.trigger(job.id)
@@ -295,19 +355,19 @@ class Supervisor:
         return execution
 
     async def list_executions(self, ref: str, **query) -> tuple[list[Execution], Optional[str]]:
-        job = await self._io(self.store.get_job, ref)
+        job = self._find(ref)
         await self.flush()  # read your own writes
-        return await self._io(self.store.list_executions, job.id, **query)
+        return await self._read(self.store.list_executions, job.id, **query)
 
     async def get_execution(self, ref: str, execution_id: UUID) -> Execution:
-        job = await self._io(self.store.get_job, ref)
+        job = self._find(ref)
         await self.flush()
-        return await self._io(self.store.get_execution, job.id, execution_id)
+        return await self._read(self.store.get_execution, job.id, execution_id)
 
     async def cancel_execution(self, ref: str, execution_id: UUID) -> Execution:
-        job = await self._io(self.store.get_job, ref)
+        job = self._find(ref)
         await self.flush()
-        execution = await self._io(self.store.get_execution, job.id, execution_id)
+        execution = await self._read(self.store.get_execution, job.id, execution_id)
         if execution.status.final:
             raise Conflict(f"execution {execution_id} already finished with status {execution.status.value}")
         host = await self._host_of(job)
@@ -322,7 +382,7 @@ class Supervisor:
             )
         await self.report([cancelled])
         await self.flush()
-        return await self._io(self.store.get_execution, job.id, execution.id)
+        return await self._read(self.store.get_execution, job.id, execution.id)
 
     # ------------------------------------------------------------ Backend: health
 
@@ -332,7 +392,8 @@ class Supervisor:
 
     async def ready(self) -> None:
         try:
-            await asyncio.wait_for(self._io(self.store.count_jobs), timeout=5)
+            # A cheap query on a reader thread: the store answers, whatever the write queue holds.
+            await asyncio.wait_for(self._read(self.store.schema_version), timeout=5)
         except Exception as e:
             raise Unavailable(f"the store is not reachable: {e}") from None
 

@@ -74,6 +74,19 @@ def store(store_url: str) -> Iterator[Store]:
     s.close()
 
 
+@pytest.fixture
+async def supervisor(tmp_path):
+    """A started in-process supervisor (hosts in this process) over a SQLite file."""
+    from chronos.runtime import LocalRuntime
+    from chronos.supervisor import Supervisor
+
+    sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
+    await sup.start(LocalRuntime(sup))
+    yield sup
+    await sup.stop()
+    sup.store.close()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One real local Ray for the whole test session (small: 2 CPUs)."""

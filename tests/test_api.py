@@ -932,7 +932,10 @@ class _NoNetworkDispatcher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, uuid.UUID]] = []
 
-    async def send(self, job, execution, attempt, timeout):
+    def prepare(self, job, execution, attempt):
+        return None  # nothing to build ahead: send() builds nothing either
+
+    async def send(self, job, execution, attempt, timeout, prepared=None):
         from chronos.dispatcher import Outcome
 
         self.sent.append((job.webhook.url, execution.id))

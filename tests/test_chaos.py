@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from chronos.runner import LATE_GRACE
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import chaos  # noqa: E402
 
@@ -26,8 +28,11 @@ def _assert_survived(report: dict, cycles: int) -> None:
     assert kinds.count("server") == cycles and len(kinds) == 4 * cycles
     assert all(f["fresh_fire_s"] is not None for f in report["faults"]), report["faults"]
     figures = report["figures"]
-    # The restart takes longer than LATE_GRACE, so slots were missed and recorded.
-    assert figures["missed_slots"] > 0 and figures["catchup_runs"] > 0, figures
+    # A restart slower than LATE_GRACE leaves slots too late to fire: missed, and recorded
+    # as such (a quick restart, possible on an idle machine, fires them late instead).
+    outage = max(f["fresh_fire_s"] for f in report["faults"] if f["kind"] == "server")
+    if outage > LATE_GRACE.total_seconds() + 2:
+        assert figures["missed_slots"] > 0 and figures["catchup_runs"] > 0, (outage, figures)
     assert figures["deliveries"] > 0 and figures["statuses"].get("success", 0) > 0, figures
 
 
@@ -48,18 +53,6 @@ def test_crash_loop(tmp_path):
 
 
 # ---------------------------------------------------------------- crash windows of the supervisor
-
-
-@pytest.fixture
-async def supervisor(tmp_path):
-    from chronos.runtime import LocalRuntime
-    from chronos.store import Store
-    from chronos.supervisor import Supervisor
-
-    sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
-    await sup.start(LocalRuntime(sup))
-    yield sup
-    await sup.stop()
 
 
 async def _one_shot_job(sup):

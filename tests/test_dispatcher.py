@@ -18,6 +18,7 @@ import pytest_asyncio
 
 import chronos
 from chronos.dispatcher import MAX_REDIRECTS, Dispatcher, Outcome, format_scheduled_time, parse_retry_after
+from chronos.egress import EgressPolicy
 from chronos.models import RESPONSE_BODY_LIMIT, Execution, Job, Webhook
 from receiver import Receiver, Reply, ThreadedReceiver, closed_port
 
@@ -117,6 +118,43 @@ async def test_version_is_configurable(receiver):
         await d.close()
     (req,) = await receiver.wait_for(1)
     assert req.headers["User-Agent"] == "Chronos/9.9.9"
+
+
+async def test_a_prepared_attempt_is_sent_as_built(receiver, dispatcher):
+    job, execution = make(receiver.url("/hook"), method="POST", body='{"run": true}')
+    prepared = dispatcher.prepare(job, execution, 1)
+    outcome = await dispatcher.send(job, execution, 1, 5, prepared)
+    assert outcome.status_code == 200 and outcome.kind == "response"
+    (req,) = await receiver.wait_for(1)
+    assert req.method == "POST" and req.path == "/hook" and req.body == b'{"run": true}'
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.headers["X-Chronos-Attempt"] == "1"
+    assert req.headers["X-Chronos-Execution-ID"] == req.headers["Idempotency-Key"] == str(execution.id)
+    assert req.headers["X-Chronos-Scheduled-Time"] == "2026-01-01T10:15:30Z"
+
+
+async def test_a_prepared_attempt_for_another_attempt_or_spec_is_built_again(receiver, dispatcher):
+    job, execution = make(receiver.url("/old"))
+    prepared = dispatcher.prepare(job, execution, 1)
+    await dispatcher.send(job, execution, 2, 5, prepared)  # a retry: never attempt 1's headers
+    updated = job.model_copy(update={"webhook": Webhook(url=receiver.url("/new"))})
+    await dispatcher.send(updated, execution, 1, 5, dispatcher.prepare(job, execution, 1))  # spec changed meanwhile
+    retry, after_update = await receiver.wait_for(2)
+    assert retry.path == "/old" and retry.headers["X-Chronos-Attempt"] == "2"
+    assert after_update.path == "/new" and after_update.headers["X-Chronos-Attempt"] == "1"
+
+
+async def test_prepare_refuses_a_denied_address_and_nothing_is_sent(receiver):
+    d = Dispatcher(egress=EgressPolicy(deny_loopback=True))
+    try:
+        job, execution = make(receiver.url("/hook"))
+        prepared = d.prepare(job, execution, 1)
+        assert prepared.failure is not None and prepared.failure["kind"] == "denied"
+        outcome = await d.send(job, execution, 1, 5, prepared)
+    finally:
+        await d.close()
+    assert outcome.kind == "denied" and outcome.status_code is None and "loopback" in outcome.error
+    assert receiver.requests == []
 
 
 # ---------------------------------------------------------------- auth

@@ -8,6 +8,7 @@ prove that no connection is even attempted.
 
 from __future__ import annotations
 
+import pickle
 import socket
 from datetime import datetime, timezone
 
@@ -17,7 +18,7 @@ import pytest
 
 from chronos import errors as E
 from chronos.dispatcher import Dispatcher, Outcome
-from chronos.egress import EgressDenied, EgressPolicy, parse_ip
+from chronos.egress import VERDICT_CACHE_SIZE, EgressDenied, EgressPolicy, parse_ip
 from chronos.models import Execution, Job, RetryPolicy, Webhook, parse_job
 from chronos.retry import judge
 from chronos.serve.app import create_app
@@ -97,6 +98,26 @@ def test_allow_list_of_cidrs_and_names_wins_over_every_deny_rule():
 def test_a_name_with_one_denied_address_is_refused_whole():
     with pytest.raises(EgressDenied, match=r"rebind\.test \(resolved to 169\.254\.169\.254\)"):
         DEFAULT.check_resolved("rebind.test", ["127.0.0.1", "169.254.169.254"])
+
+
+def test_check_host_verdicts_are_remembered_per_policy_and_bounded():
+    loopback = EgressPolicy(deny_loopback=True)
+    for _ in range(2):  # the second round answers from the cache: same verdicts
+        loopback.check_host("10.0.0.1")
+        with pytest.raises(EgressDenied, match="loopback"):
+            loopback.check_host("127.0.0.1")
+        with pytest.raises(EgressDenied, match="cloud metadata"):
+            DEFAULT.check_host("169.254.169.254")
+    DEFAULT.check_host("127.0.0.1")  # another policy's verdict is its own
+    for n in range(VERDICT_CACHE_SIZE + 10):
+        loopback.check_host(f"host-{n}.example")
+    assert len(loopback._verdicts) <= VERDICT_CACHE_SIZE
+    with pytest.raises(EgressDenied):
+        loopback.check_host("127.0.0.1")
+    # The cache is not part of the policy's value.
+    assert loopback == EgressPolicy(deny_loopback=True) and hash(loopback) == hash(EgressPolicy(deny_loopback=True))
+    with pytest.raises(EgressDenied):
+        pickle.loads(pickle.dumps(loopback)).check_host("::1")
 
 
 def test_parse_ip_reads_what_the_resolver_would():

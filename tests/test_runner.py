@@ -10,6 +10,8 @@ import pytest
 from chronos.clock import FakeClock
 from chronos.dispatcher import Outcome
 from chronos.models import Execution, ExecutionStatus, Job, Trigger
+import chronos.host
+from chronos.host import JobHost
 from chronos.runner import JobRunner
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc)  # a Monday, 12:00 UTC
@@ -418,3 +420,103 @@ async def test_an_update_that_keeps_the_schedule_does_not_drop_late_slots(clock)
             handled[e.scheduled_at - timedelta(seconds=k)] = handled.get(e.scheduled_at - timedelta(seconds=k), 0) + 1
     assert [handled.get(T0 + timedelta(seconds=k)) for k in range(1, 9)] == [1] * 8
     await runner.stop()
+
+
+# ------------------------------------------------------------ work ahead of the due instant
+
+
+class PreparingWebhook(FakeWebhook):
+    """A dispatcher that builds attempts ahead: records when, and what each send was given."""
+
+    def __init__(self, clock: FakeClock, statuses=(200,)):
+        super().__init__(clock, statuses, latency=0)
+        self.prepared: list[tuple] = []  # (time, job, execution id, attempt)
+        self.given: list[tuple] = []  # (attempt, job, what send got)
+
+    def prepare(self, job, execution, attempt):
+        built = (self.clock.now(), job, execution.id, attempt)
+        self.prepared.append(built)
+        return built
+
+    async def send(self, job, execution, attempt, timeout, prepared=None) -> Outcome:
+        self.given.append((attempt, job, prepared))
+        return await super().send(job, execution, attempt, timeout)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_first_attempt_is_built_between_claim_and_due_instant(clock):
+    webhook = PreparingWebhook(clock, statuses=[503, 200])
+    job = make_job("@every 10s", retry_policy={"max_attempts": 2, "initial_interval": "1s"})
+    reporter = MemoryReporter()
+    runner = JobRunner(job, clock=clock, send=webhook.send, prepare=webhook.prepare, reporter=reporter)
+    runner.start()
+    await clock.advance(9.8)  # claimed (250 ms ahead), not yet due
+    assert runner.next_run == T0 + timedelta(seconds=10)  # the claimed slot, not the one after
+    assert [e.status for e in reporter.executions.values()] == [ExecutionStatus.pending]
+    ((built_at, _, execution_id, attempt),) = webhook.prepared
+    assert T0 + timedelta(seconds=9.75) <= built_at < T0 + timedelta(seconds=10) and attempt == 1
+    await clock.advance(2)
+    (done,) = reporter.by_status(ExecutionStatus.success)
+    assert done.id == execution_id and [a.number for a in done.attempts] == [1, 2]
+    (first, retry) = webhook.given
+    assert first == (1, job, webhook.prepared[0]) and retry == (2, job, None)  # retries are built when due
+    assert runner.next_run == T0 + timedelta(seconds=20)
+    await runner.stop()
+
+
+async def test_a_spec_changed_between_claim_and_fire_is_the_one_fired(clock):
+    webhook = PreparingWebhook(clock)
+    job = make_job("@every 10s")
+    runner = JobRunner(job, clock=clock, send=webhook.send, prepare=webhook.prepare, reporter=MemoryReporter())
+    runner.start()
+    await clock.advance(9.9)  # claimed and built for the old spec
+    new = job.model_copy(update={"webhook": {"url": "http://127.0.0.1:9/new"}})
+    runner.update(new)
+    await clock.advance(0.2)
+    ((attempt, fired_job, prepared),) = webhook.given
+    assert fired_job is new and prepared[1] is job  # the dispatcher sees the mismatch and rebuilds
+    await runner.stop()
+
+
+async def test_stop_between_claim_and_fire_leaves_the_slot_unfired_and_pending(clock):
+    webhook = PreparingWebhook(clock)
+    runner, reporter = runner_for(make_job("@every 10s"), clock, webhook)
+    runner.start()
+    await clock.advance(9.9)
+    await runner.stop()
+    await clock.advance(1)
+    assert webhook.calls == []
+    assert [e.status for e in reporter.executions.values()] == [ExecutionStatus.pending]
+
+
+class MemoryUpstream:
+    def __init__(self):
+        self.claims: list[Execution] = []
+        self.reports: list[list[Execution]] = []
+
+    async def claim(self, executions):
+        self.claims += executions
+        return [True] * len(executions)
+
+    async def report(self, executions):
+        self.reports.append(executions)
+
+
+async def test_a_host_reports_each_fire_once_with_its_latest_state(clock, monkeypatch):
+    monkeypatch.setattr(chronos.host, "REPORT_INTERVAL", 60.0)  # real seconds: only our flush below
+    upstream = MemoryUpstream()
+    webhook = PreparingWebhook(clock)
+    host = JobHost(upstream, clock=clock, dispatcher=webhook)
+    jobs = [make_job("@every 10s", name=f"job-{n}") for n in range(3)]
+    await host.assign([(job, None, []) for job in jobs])
+    await clock.advance(10.5)  # fired and finished: "running" then final, both unsent
+    assert len(upstream.claims) == 3 and upstream.reports == []
+    await host.flush()
+    (batch,) = upstream.reports
+    assert sorted(e.id for e in batch) == sorted(e.id for e in upstream.claims)
+    assert all(e.status is ExecutionStatus.success and len(e.attempts) == 1 for e in batch)
+    live = {e.id: e for e in upstream.claims}
+    assert all(e is not live[e.id] for e in batch)  # copies: the runner may go on changing its own
+    await host.shutdown()

@@ -766,10 +766,24 @@ def test_next_after_is_fast():
     assert per_call < 0.003, f"{per_call * 1e6:.0f} µs per next_after"
 
 
+def test_equal_schedules_share_answers_per_second_and_zone():
+    CronSchedule._first_fire.cache_clear()
+    a, b = parse_schedule("*/1 * * * * *"), parse_schedule("*/1 * * * * *")
+    assert a is not b
+    t = z("2026-03-08T06:59:59Z")
+    assert a.next_after(t) == b.next_after(t + timedelta(milliseconds=400)) == z("2026-03-08T07:00:00Z")
+    info = CronSchedule._first_fire.cache_info()
+    assert (info.misses, info.hits) == (1, 1)  # croniter ran once for both
+    # The same expression in another zone is another schedule (2026-03-08 02:30 does not exist in New York).
+    assert parse_schedule("30 2 * * *", NY).next_after(t) == z("2026-03-08T07:00Z")
+    assert parse_schedule("30 2 * * *").next_after(t) == z("2026-03-09T02:30Z")
+
+
 def test_threads_share_a_schedule_safely():
     s = parse_schedule("*/5 * * * *", NY)
     starts = [z("2026-03-08T00:00Z") + timedelta(minutes=i) for i in range(200)]
     expected = [s.next_after(t) for t in starts]
+    CronSchedule._first_fire.cache_clear()  # the threads must compute, not read the answers above
     results: dict[int, list] = {}
 
     def work(n: int) -> None:

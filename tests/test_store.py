@@ -345,6 +345,19 @@ def test_save_executions_upserts_with_attempts(store):
     store.save_executions([])
 
 
+def test_save_sets_the_runtime_in_the_same_transaction(store):
+    job = store.insert_job(make_job("hook"))
+    done = make_execution(job, T0, status=ExecutionStatus.success, started_at=T0)
+    with pytest.raises(ValueError):
+        store.save_executions([done], runtime=[(job.id, {"last_status": "bogus"})])
+    assert count(store, "executions") == 0
+    store.save_executions([done], runtime=[(job.id, {"last_run": T0, "last_status": done.status})])
+    assert store.get_execution(job.id, done.id) == done
+    assert (store.get_job(job.id).last_run, store.get_job(job.id).last_status) == (T0, ExecutionStatus.success)
+    store.save_executions([], runtime=[(job.id, {"last_status": ExecutionStatus.failed})])
+    assert store.get_job(job.id).last_status is ExecutionStatus.failed
+
+
 def test_save_keeps_attempts_ordered_by_number(store):
     job = store.insert_job(make_job("hook"))
     attempts = [Attempt(number=n, started_at=T0 + timedelta(seconds=n)) for n in (3, 1, 10, 2)]
@@ -386,6 +399,44 @@ def test_every_execution_field_round_trips(store):
     assert all(getattr(e, f) not in (None, False) for f in fields - {"status_code"}), "fill every field"
     store.save_executions([e])
     assert store.get_execution(job.id, e.id) == e
+
+
+def test_a_report_updates_every_field_it_can_change_and_none_fixed_by_the_claim(store):
+    job = store.insert_job(make_job("hook"))
+    claimed = make_execution(job, T0)
+    assert store.claim([claimed]) == [True]
+    report = claimed.model_copy(
+        update={
+            "status": ExecutionStatus.failed,
+            "started_at": T0 + timedelta(seconds=1),
+            "finished_at": T0 + timedelta(seconds=2),
+            "duration": 1.0,
+            "status_code": 500,
+            "response_body": "boom",
+            "response_truncated": True,
+            "error": "HTTP 500",
+            "reason": "r",
+            "missed_slots": 2,
+            "node": "n",
+            "actor": "a",
+        }
+    )
+    changed = {f for f in Execution.model_fields if getattr(report, f) != getattr(claimed, f)}
+    assert changed == set(Execution.model_fields) - {"id", "job_id", "job_name", "trigger", "scheduled_at", "attempts"}
+    store.save_executions([report.model_copy(update={"job_name": "renamed", "trigger": Trigger.manual})])
+    assert store.get_execution(job.id, claimed.id) == report
+
+
+def test_a_report_of_a_job_deleted_meanwhile_does_not_fail_the_batch(store):
+    job, other = store.insert_job(make_job("gone")), store.insert_job(make_job("kept"))
+    mine, kept = make_execution(job, T0), make_execution(other, T0)
+    store.claim([mine, kept])
+    store.delete_job(job.id)
+    attempt = [Attempt(number=1, started_at=T0, status_code=200)]
+    done = {"status": ExecutionStatus.success, "attempts": attempt}
+    store.save_executions([mine.model_copy(update=done), kept.model_copy(update=done)])
+    assert store.get_execution(other.id, kept.id).attempts == attempt
+    assert count(store, "executions") == 1 and count(store, "attempts") == 1
 
 
 def test_nul_characters_do_not_fail_a_batch(store):

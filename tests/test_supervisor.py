@@ -1,0 +1,133 @@
+"""The supervisor in-process: a real SQLite file, hosts in this process (LocalRuntime), no Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from chronos.errors import CapacityExhausted, JobNotFound
+from chronos.models import Execution, ExecutionStatus, parse_job, utcnow
+from chronos.runtime import LocalRuntime
+from chronos.store import Store
+from chronos.supervisor import Supervisor
+
+NEVER = "0 0 1 1 *"  # once a year: no timer fires during a test
+
+
+async def create(sup: Supervisor, name: str):
+    return await sup.create_job(parse_job({"name": name, "schedule": NEVER, "webhook": {"url": "http://127.0.0.1:9/"}}))
+
+
+def rows(sup: Supervisor) -> int:
+    with sup.store.engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM executions")).scalar_one()
+
+
+def execution(job, after: timedelta = timedelta(0)) -> Execution:
+    return Execution(job_id=job.id, job_name=job.name, scheduled_at=utcnow() + after)
+
+
+async def test_a_claim_for_a_deleted_job_is_refused(supervisor):
+    gone, kept = await create(supervisor, "gone"), await create(supervisor, "kept")
+    await supervisor.delete_job("gone")
+    assert await supervisor.claim([execution(gone), execution(kept)]) == [False, True]
+    assert rows(supervisor) == 1
+
+
+async def test_claims_and_reports_racing_a_delete_leave_no_row(supervisor):
+    job = await create(supervisor, "racing")
+    claimed = execution(job)
+    assert await supervisor.claim([claimed]) == [True]
+    done = claimed.model_copy(update={"status": ExecutionStatus.success, "started_at": utcnow()})
+    late = execution(job, after=timedelta(seconds=1))
+    await asyncio.gather(supervisor.delete_job("racing"), supervisor.claim([late]), supervisor.report([done]))
+    assert rows(supervisor) == 0
+    assert await supervisor.claim([execution(job)]) == [False]
+
+
+async def test_get_job_shows_the_last_final_report(supervisor):
+    job = await create(supervisor, "hook")
+    assert (await supervisor.get_job("hook")).last_run is None
+    claimed = execution(job)
+    await supervisor.claim([claimed])
+    started = claimed.scheduled_at + timedelta(milliseconds=5)
+    running = claimed.model_copy(update={"status": ExecutionStatus.running, "started_at": started})
+    await supervisor.report([running])
+    assert (await supervisor.get_job("hook")).last_status is None  # not final yet
+    await supervisor.report([running.model_copy(update={"status": ExecutionStatus.failed})])
+    got = await supervisor.get_job(str(job.id))
+    assert (got.last_run, got.last_status) == (started, ExecutionStatus.failed)
+    stored = supervisor.store.get_job(job.id)
+    assert (stored.last_run, stored.last_status) == (started, ExecutionStatus.failed)
+
+
+async def test_get_job_finds_jobs_as_the_store_does(supervisor):
+    first = await create(supervisor, "first")
+    looks_like_an_id = await create(supervisor, str(uuid.uuid4()))
+    named_after_first = await create(supervisor, str(first.id))  # an id wins over a name
+    for ref in ("first", first.id, str(first.id), looks_like_an_id.name, named_after_first.id):
+        assert (await supervisor.get_job(ref)).id == supervisor.store.get_job(ref).id
+    for ref in ("nope", str(uuid.uuid4()), uuid.uuid4()):
+        with pytest.raises(JobNotFound, match=f'job "{ref}" not found'):
+            await supervisor.get_job(ref)
+
+
+async def test_renames_and_deletes_update_the_names(supervisor):
+    job = await create(supervisor, "before")
+    await supervisor.patch_job("before", {"name": "after"})
+    assert (await supervisor.get_job("after")).id == job.id
+    with pytest.raises(JobNotFound):
+        await supervisor.get_job("before")
+    renamed_back = await create(supervisor, "before")  # the old name is free again
+    await supervisor.delete_job(str(job.id))
+    with pytest.raises(JobNotFound):
+        await supervisor.get_job("after")
+    assert [j.id for j in (await supervisor.list_jobs())[0]] == [renamed_back.id]
+
+
+async def test_reads_answer_while_the_writer_is_busy(supervisor, monkeypatch):
+    await create(supervisor, "hook")
+    release = threading.Event()
+
+    def slow_prune(**_) -> int:
+        release.wait()
+        return 0
+
+    monkeypatch.setattr(supervisor.store, "prune", slow_prune)
+    busy = asyncio.create_task(supervisor.prune())  # holds the one writer thread
+    try:
+        # Deadlock detectors, not timings: queued behind the writer these would never answer.
+        assert (await asyncio.wait_for(supervisor.get_job("hook"), 10)).name == "hook"
+        assert [j.name for j in (await asyncio.wait_for(supervisor.list_jobs(), 10))[0]] == ["hook"]
+        await asyncio.wait_for(supervisor.ready(), 10)
+    finally:
+        release.set()
+        await busy
+
+
+class _FullRuntime(LocalRuntime):
+    """No room for any host (as a cluster with no free job slots)."""
+
+    async def host(self, key, *, create=True):
+        if create and key not in self.hosts:
+            raise CapacityExhausted("no free job slot")
+        return await super().host(key, create=create)
+
+
+async def test_a_job_without_a_host_is_not_kept(tmp_path):
+    sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
+    await sup.start(_FullRuntime(sup))
+    try:
+        with pytest.raises(CapacityExhausted):
+            await create(sup, "homeless")
+        with pytest.raises(JobNotFound):
+            await sup.get_job("homeless")
+        assert sup.store.count_jobs() == (0, 0)
+    finally:
+        await sup.stop()
+        sup.store.close()
