@@ -14,7 +14,6 @@ which lets a server keep running while ``chronos rotate-key`` re-encrypts the jo
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, Iterable, Optional
 
 from chronos.errors import Unavailable
@@ -97,17 +96,14 @@ def _map_secrets(spec: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, An
     webhook = spec.get("webhook")
     if not isinstance(webhook, dict):
         return spec
-    spec = copy.deepcopy(spec)
-    webhook = spec["webhook"]
+    # Copies of just the dicts that change (a deep copy of every spec was half the
+    # cost of loading 10,000 jobs at start).
+    webhook = dict(webhook)
     headers = webhook.get("headers")
     if isinstance(headers, dict):
-        for name in headers:
-            if is_secret_header(name):
-                headers[name] = fn(headers[name])
+        webhook["headers"] = {name: fn(value) if is_secret_header(name) else value for name, value in headers.items()}
     auth = webhook.get("auth")
     if isinstance(auth, dict):
-        for key in _AUTH_SECRETS:
-            if key in auth:
-                auth[key] = fn(auth[key])
-    return spec
+        webhook["auth"] = {key: fn(value) if key in _AUTH_SECRETS else value for key, value in auth.items()}
+    return {**spec, "webhook": webhook}
 

@@ -179,7 +179,11 @@ class JobRunner:
             await self._clock.sleep_until(due)
             if self._claimed == due:
                 self._claimed = None
-            self._dispatch(execution, prepared)
+            if self._admit(execution):
+                # Run it in this task: its request leaves now, not after every other
+                # runner of the host due at this instant has been woken.
+                self._begin(execution, asyncio.current_task())
+                await self._execute(execution, self.job, prepared)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not leave other slots unfired
@@ -261,29 +265,38 @@ class JobRunner:
         await asyncio.wait([task])
         return snapshot(execution)
 
-    def _dispatch(self, execution: Execution, prepared: Any = None) -> None:
-        """Start an execution whose slot is due, applying the concurrency policy.
-        ``prepared``: its first attempt, from ``prepare``."""
+    def _dispatch(self, execution: Execution) -> None:
+        """Start an execution whose slot is due, applying the concurrency policy."""
+        if self._admit(execution):
+            self._start(execution)
+
+    def _admit(self, execution: Execution) -> bool:
+        """Apply the concurrency policy to a due execution: False if it is skipped."""
         busy = [e for e, _ in self.running.values()]
         if busy and execution.trigger is not Trigger.manual:
             if self.job.concurrency is Concurrency.forbid:
                 reason = f"previous execution {busy[0].id} still running (concurrency: forbid)"
                 self._close(execution, ExecutionStatus.skipped, reason=reason)
-                return
+                return False
             if self.job.concurrency is Concurrency.replace:
                 for old in busy:
                     self._cancel_reasons[old.id] = f"replaced by execution {execution.id} (concurrency: replace)"
                     self.running[old.id][1].cancel()
-        self._start(execution, prepared)
+        return True
 
-    def _start(self, execution: Execution, prepared: Any = None) -> asyncio.Task:
+    def _start(self, execution: Execution) -> asyncio.Task:
+        """Run the execution in a task of its own."""
+        task = asyncio.create_task(self._execute(execution, self.job, None), name=f"exec:{execution.id}")
+        self._begin(execution, task)
+        return task
+
+    def _begin(self, execution: Execution, task: asyncio.Task) -> None:
+        """Mark the execution running in ``task`` (the task a cancel cancels)."""
         execution.status = ExecutionStatus.running
         execution.started_at = execution.started_at or self._clock.now()
         execution.node, execution.actor = self._where["node"], self._where["actor"]
         self._reporter.report(execution)
-        task = asyncio.create_task(self._execute(execution, self.job, prepared), name=f"exec:{execution.id}")
         self.running[execution.id] = (execution, task)
-        return task
 
     async def _execute(self, execution: Execution, job: Job, prepared: Any) -> None:
         first = len(execution.attempts) + 1  # a resumed execution numbers on
