@@ -44,7 +44,7 @@ Prepare = Callable[[Job, Execution, int], Any]
 
 #: Claim a slot this long before it is due, so the claim's round trip to the
 #: store is not paid at the due instant.
-CLAIM_LEAD = timedelta(milliseconds=250)
+CLAIM_LEAD = timedelta(milliseconds=500)
 #: A slot at most this late when its runner starts still fires, as scheduled.
 LATE_GRACE = timedelta(seconds=5)
 #: Counting missed slots stops here (a per-second job down for a week).

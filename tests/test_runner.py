@@ -12,7 +12,7 @@ from chronos.dispatcher import Outcome
 from chronos.models import Execution, ExecutionStatus, Job, Trigger
 import chronos.host
 from chronos.host import JobHost
-from chronos.runner import JobRunner
+from chronos.runner import CLAIM_LEAD, JobRunner
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc)  # a Monday, 12:00 UTC
 
@@ -452,11 +452,12 @@ async def test_the_first_attempt_is_built_between_claim_and_due_instant(clock):
     reporter = MemoryReporter()
     runner = JobRunner(job, clock=clock, send=webhook.send, prepare=webhook.prepare, reporter=reporter)
     runner.start()
-    await clock.advance(9.8)  # claimed (250 ms ahead), not yet due
+    await clock.advance(9.8)  # claimed (CLAIM_LEAD ahead), not yet due
     assert runner.next_run == T0 + timedelta(seconds=10)  # the claimed slot, not the one after
     assert [e.status for e in reporter.executions.values()] == [ExecutionStatus.pending]
     ((built_at, _, execution_id, attempt),) = webhook.prepared
-    assert T0 + timedelta(seconds=9.75) <= built_at < T0 + timedelta(seconds=10) and attempt == 1
+    due = T0 + timedelta(seconds=10)
+    assert due - CLAIM_LEAD <= built_at < due and attempt == 1
     await clock.advance(2)
     (done,) = reporter.by_status(ExecutionStatus.success)
     assert done.id == execution_id and [a.number for a in done.attempts] == [1, 2]
