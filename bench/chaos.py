@@ -272,6 +272,11 @@ def main() -> int:
     began = time.monotonic()
     report = run(args.cycles, args.jobs, workdir=workdir, seed=seed, faults=args.faults.split(","))
     report["wall_s"] = round(time.monotonic() - began, 1)
+    return print_report(report)
+
+
+def print_report(report: dict) -> int:
+    """Print the figures and the first violations; the exit status (1 on any violation)."""
     print(json.dumps({k: v for k, v in report.items() if k != "violations"}, indent=2, default=str))
     for v in report["violations"][:50]:
         print("VIOLATION:", v)

@@ -15,7 +15,6 @@ Usage: ``bench/load.py --jobs 1000 --clients 16 --duration 60``.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chaos import Api, parse_time  # noqa: E402
+from chaos import Api, parse_time, print_report  # noqa: E402
 from figures import percentile  # noqa: E402
 from receiver import ThreadedReceiver  # noqa: E402
 from server import Server  # noqa: E402
@@ -173,11 +172,7 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="chronos-load-"))
     print(f"workdir {workdir}")
     report = run(args.jobs, args.clients, args.duration, workdir=workdir, pool_size=args.pool_size)
-    print(json.dumps({k: v for k, v in report.items() if k != "violations"}, indent=2))
-    for v in report["violations"][:50]:
-        print("VIOLATION:", v)
-    print(f"{len(report['violations'])} violation(s)")
-    return 1 if report["violations"] else 0
+    return print_report(report)
 
 
 if __name__ == "__main__":
