@@ -17,7 +17,7 @@ from chronos.egress import DEFAULT_POLICY
 from chronos.errors import Unavailable
 from chronos.host import JobHost
 
-from chronos.actors.wire import pack
+from chronos.actors.wire import pack, unpack_assignments
 
 SUPERVISOR_NAME = "chronos-supervisor"
 
@@ -76,8 +76,8 @@ class HostActor:
     def __repr__(self) -> str:  # what the Ray dashboard shows for this actor
         return f"HostActor({self.key}, jobs={len(self.host.runners)})"
 
-    async def assign(self, items) -> None:
-        await self.host.assign(items)
+    async def assign(self, items: bytes) -> None:
+        await self.host.assign(unpack_assignments(items))
         # The jobs just assigned live as long as the host: keep them (and their
         # runners) out of every later collection, whose pauses grow with them.
         gc.freeze()

@@ -15,9 +15,10 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from chronos.egress import DEFAULT_POLICY
 from chronos.errors import CapacityExhausted
-from chronos.runtime import HostGone, host_key
+from chronos.runtime import HostGone, host_key, pool_key
 
 from chronos.actors.ray_host import HostActor
+from chronos.actors.wire import pack_assignments
 
 SLOT_RESOURCE = "chronos_job_slots"
 CALL_TIMEOUT = 10.0  # a host that does not answer in 10 s is treated as gone
@@ -31,16 +32,19 @@ class RayHost:
         self._forget = forget
 
     def __getattr__(self, method):
-        async def call(*args):
-            try:
-                return await asyncio.wait_for(getattr(self._handle, method).remote(*args), CALL_TIMEOUT)
-            except RayTaskError as e:
-                raise e.cause if isinstance(e.cause, Exception) else e
-            except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
-                self._forget()
-                raise HostGone(f"{type(e).__name__}: {e}") from None
+        return lambda *args: self._call(method, *args)
 
-        return call
+    async def assign(self, items) -> None:
+        await self._call("assign", pack_assignments(items))
+
+    async def _call(self, method, *args):
+        try:
+            return await asyncio.wait_for(getattr(self._handle, method).remote(*args), CALL_TIMEOUT)
+        except RayTaskError as e:
+            raise e.cause if isinstance(e.cause, Exception) else e
+        except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
+            self._forget()
+            raise HostGone(f"{type(e).__name__}: {e}") from None
 
 
 class RayRuntime:
@@ -53,6 +57,15 @@ class RayRuntime:
 
     def host_key(self, job) -> str:
         return host_key(job, self._placement, self._pool_size)
+
+    def start_pool(self) -> None:
+        """A pool's hosts are known before any job is: create them at once, so
+        their processes start while the supervisor loads the store (restore
+        time on a small node is mostly processes starting)."""
+        if self._placement != "pooled":
+            return
+        for key in map(pool_key, range(self._pool_size)):
+            self._handles[key] = self._lookup(key) or self._create(key)
 
     async def host(self, key: str, *, create: bool = True) -> Optional[RayHost]:
         handle = self._handles.get(key)

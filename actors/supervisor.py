@@ -40,6 +40,7 @@ class SupervisorActor:
             namespace=settings.namespace,
             egress=settings.egress_policy,
         )
+        runtime.start_pool()
         self._started = asyncio.get_running_loop().create_task(self.supervisor.start(runtime))
 
     def __repr__(self) -> str:

@@ -39,28 +39,26 @@ from common import (
 
 def wait_fired(nginx: Nginx, names: set[str], since: float, timeout: float, scheduled_after: float | None = None,
                alive=lambda: True) -> tuple[float, float]:
-    """Seconds after ``since`` until every job has a request that arrived after
-    ``since``; also until each has one *scheduled* after ``scheduled_after``."""
-    pending, pending_sched = set(names), set(names)
-    done = done_sched = float("nan")
+    """Seconds after ``since`` until every job had a request arrive after
+    ``since`` (by nginx's arrival times, not by when this poll saw them); also
+    until each had one *scheduled* after ``scheduled_after``."""
+    first: dict[str, float] = {}
+    first_sched: dict[str, float] = {}
     cutoff = since if scheduled_after is None else scheduled_after
-    while pending or pending_sched:
+    while len(first) < len(names) or len(first_sched) < len(names):
         if not alive():
             raise RuntimeError("chronos serve exited")
         for h in nginx.new_hits():
+            if h.job not in names:
+                continue
             if h.arrived >= since:
-                pending.discard(h.job)
+                first.setdefault(h.job, h.arrived)
             if h.scheduled >= cutoff:
-                pending_sched.discard(h.job)
-        now = time.time()
-        if not pending and done != done:
-            done = now - since
-        if not pending_sched and done_sched != done_sched:
-            done_sched = now - since
-        if now - since > timeout:
-            raise RuntimeError(f"{len(pending)} of {len(names)} jobs did not fire within {timeout}s")
+                first_sched.setdefault(h.job, h.arrived)
+        if time.time() - since > timeout:
+            raise RuntimeError(f"{len(names) - len(first)} of {len(names)} jobs did not fire within {timeout}s")
         time.sleep(0.1)
-    return done, done_sched
+    return max(first.values()) - since, max(first_sched.values()) - since
 
 
 def run(args) -> dict:

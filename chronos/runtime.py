@@ -56,7 +56,11 @@ def host_key(job: Job, placement: str, pool_size: int) -> str:
     if placement == "dedicated":
         return f"chronos:job:{job.name}"
     digest = hashlib.blake2b(job.id.bytes, digest_size=8).digest()
-    return f"chronos:pool:{int.from_bytes(digest, 'big') % pool_size}"
+    return pool_key(int.from_bytes(digest, "big") % pool_size)
+
+
+def pool_key(n: int) -> str:
+    return f"chronos:pool:{n}"
 
 
 class LocalRuntime:

@@ -92,6 +92,12 @@ _RUNTIME_FIELDS = frozenset({"next_run", "last_run", "last_status"})
 _JOB_DATETIMES = ("created_at", "updated_at", "anchor", "next_run", "last_run")
 
 
+def _chunks(ids: list, size: int = 1000) -> Iterator[list]:
+    """Bounded IN lists: SQLite caps bound parameters per statement."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
 def _utc(value: datetime) -> datetime:
     """Aware UTC; a naive datetime is taken to be UTC already."""
     if value.tzinfo is None:
@@ -706,12 +712,16 @@ class Store:
         last = page[-1]
         return page, _encode_cursor(f"{last.scheduled_at.isoformat()}|{last.id}")
 
-    def unfinished_executions(self) -> list[Execution]:
-        """Executions left pending or running, of every job, oldest slot first."""
+    def unfinished_executions(self, job_ids: Optional[list[uuid.UUID]] = None) -> list[Execution]:
+        """Executions left pending or running (of these jobs, or of every job), oldest slot first."""
         E = _ExecutionRow
-        query = select(E).where(E.status.in_(_UNFINISHED)).order_by(E.scheduled_at, E.id)
+        query = select(E).where(E.status.in_(_UNFINISHED))
+        found: list[Execution] = []
         with self._tx() as s:
-            return self._with_attempts(s, s.exec(query).all())
+            for chunk in [None] if job_ids is None else _chunks(job_ids):
+                rows = s.exec(query if chunk is None else query.where(E.job_id.in_(chunk))).all()
+                found += self._with_attempts(s, rows)
+        return sorted(found, key=lambda e: (e.scheduled_at, e.id))
 
     def _with_attempts(self, s: Session, rows: list[_ExecutionRow]) -> list[Execution]:
         """Attach attempts to a page of rows with ONE query (no N+1)."""
@@ -723,17 +733,12 @@ class Store:
                 by_execution[a.execution_id].append(a)
         return [_to_execution(r, by_execution[r.id]) for r in rows]
 
-    def last_slot(self, job_id: uuid.UUID) -> Optional[datetime]:
-        """The latest scheduled/catch-up slot recorded for the job (manual runs are not slots)."""
-        return self.last_slots([job_id]).get(job_id)
-
     def last_slots(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:
-        """:meth:`last_slot` for many jobs in few queries (restoring thousands of jobs)."""
+        """Each job's latest scheduled/catch-up slot on record (manual runs are not slots)."""
         E = _ExecutionRow
         found: dict[uuid.UUID, datetime] = {}
         with self._tx() as s:
-            for start in range(0, len(job_ids), 1000):
-                chunk = job_ids[start : start + 1000]
+            for chunk in _chunks(job_ids):
                 query = (
                     select(E.job_id, func.max(E.scheduled_at))
                     .where(E.job_id.in_(chunk), E.trigger.in_(_SLOT_TRIGGERS))

@@ -241,7 +241,7 @@ class Supervisor:
         """For each job: its last claimed slot, and its unfinished executions
         that the host is not running (left behind by a runner that died)."""
         unfinished: dict[UUID, list[Execution]] = {}
-        for e in self.store.unfinished_executions():
+        for e in self.store.unfinished_executions([job.id for job in jobs]):
             if str(e.id) not in running:
                 unfinished.setdefault(e.job_id, []).append(e)
         last = self.store.last_slots([job.id for job in jobs])

@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -110,11 +109,9 @@ class Server:
 
     def start(self) -> None:
         import ray
-        from ray import serve
 
         from chronos.actors.runtime import SLOT_RESOURCE
         from chronos.actors.supervisor import start_supervisor
-        from chronos.serve.deployment import APP_NAME, build_app
 
         s = self.settings
         _check_port_free(s.host, s.port)
@@ -129,15 +126,21 @@ class Server:
                 include_dashboard=self.dashboard,
                 log_to_driver=False,
             )
-        # The supervisor restores every job (and they fire) while Serve starts: a
-        # restart takes the longer of the two, not their sum. Until the supervisor
-        # is ready the API answers 503 and /ready says why.
-        with ThreadPoolExecutor(1, thread_name_prefix="chronos-start") as pool:
-            supervisor = pool.submit(start_supervisor, s)
-            serve.start(http_options={"host": s.host, "port": s.port}, detached=False)
-            serve.run(build_app(s), name=APP_NAME, route_prefix="/")
-            self._supervisor = supervisor.result()
+        # Jobs first, API second: on a small node starting Serve's three processes
+        # beside the job hosts delays every restored job's first fire; the API
+        # follows a second or two later (its import is deferred to here too).
+        self._supervisor = start_supervisor(s)
+        self._start_api()
         self._banner(context)
+
+    def _start_api(self) -> None:
+        from ray import serve
+
+        from chronos.serve.deployment import APP_NAME, build_app
+
+        s = self.settings
+        serve.start(http_options={"host": s.host, "port": s.port}, detached=False)
+        serve.run(build_app(s), name=APP_NAME, route_prefix="/")
 
     def _banner(self, context) -> None:
         s = self.settings

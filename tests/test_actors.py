@@ -14,6 +14,7 @@ import ray
 from chronos.actors.client import SupervisorClient
 from chronos.actors.ray_host import HostActor, SUPERVISOR_NAME
 from chronos.actors.supervisor import start_supervisor
+from chronos.actors.wire import pack_assignments
 from chronos.models import ExecutionStatus, Trigger, parse_job
 from chronos.settings import Settings
 
@@ -172,7 +173,7 @@ async def test_two_actors_for_one_job_fire_each_slot_once(chronos, receiver):
     job = await chronos.create(name="twin", schedule="*/1 * * * * *", webhook=hook(receiver))
     twin = HostActor.options(namespace=chronos.settings.namespace).remote("twin-impostor", chronos.settings.namespace)
     stored = await chronos.client.get_job("twin")
-    await twin.assign.remote([(stored, None, [])])
+    await twin.assign.remote(pack_assignments([(stored, None, [])]))
     await asyncio.sleep(4)
     await twin.shutdown.remote()
     ray.kill(twin)

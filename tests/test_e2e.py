@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver import ThreadedReceiver
-from server import Server, free_port
+from server import Server
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

@@ -547,17 +547,21 @@ def test_unfinished_executions(store):
     got = store.unfinished_executions()
     assert [e.id for e in got] == [running.id, pending.id]
     assert got[0].attempts == running.attempts
+    assert [e.id for e in store.unfinished_executions([a.id])] == [pending.id]
+    assert [e.id for e in store.unfinished_executions([b.id, uuid.uuid4()])] == [running.id]
+    assert store.unfinished_executions([]) == []
+    strangers = [uuid.uuid4() for _ in range(1500)]  # more than one IN list
+    assert [e.id for e in store.unfinished_executions([*strangers, a.id])] == [pending.id]
 
 
 def test_last_slot(store):
     job = store.insert_job(make_job("hook"))
-    assert store.last_slot(job.id) is None
+    assert store.last_slots([job.id]) == {}
     store.claim([make_execution(job, T0), make_execution(job, T0 + timedelta(hours=1), trigger=Trigger.manual)])
-    assert store.last_slot(job.id) == T0
+    assert store.last_slots([job.id]) == {job.id: T0}
     store.claim([make_execution(job, T0 + timedelta(minutes=5), trigger=Trigger.catchup, status=ExecutionStatus.skipped)])
-    slot = store.last_slot(job.id)
+    slot = store.last_slots([job.id])[job.id]
     assert slot == T0 + timedelta(minutes=5) and slot.tzinfo is UTC and slot.microsecond == 123456
-    assert store.last_slot(uuid.uuid4()) is None
 
 
 def test_last_slots_of_many_jobs(store):
