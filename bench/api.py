@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stored", type=int, default=200, help="jobs in the store before the run")
     parser.add_argument("--requests", type=int, default=50, help="requests per (operation, clients) case")
-    parser.add_argument("--pool-size", type=int, default=4)
+    parser.add_argument("--pool-size", type=int, help="CHRONOS_POOL_SIZE [default: the server's, one per core]")
     args = parser.parse_args()
 
     with Nginx() as nginx:

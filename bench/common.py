@@ -147,13 +147,12 @@ class ChronosServer(Server):
     dir (data in ``dir/data``, the log beside it), the placement, pool size and
     job slots of a workload, and its process tree for :class:`TreeMeter`."""
 
-    def __init__(self, placement: str, *, pool_size: int = 4, job_slots: int = 64):
+    def __init__(self, placement: str, *, pool_size: int | None = None, job_slots: int = 64):
         self.dir = Path(tempfile.mkdtemp(prefix="chronos-bench-"))
-        super().__init__(self.dir / "data", env={
-            "CHRONOS_PLACEMENT": placement,
-            "CHRONOS_POOL_SIZE": str(pool_size),
-            "CHRONOS_JOB_SLOTS_PER_NODE": str(job_slots),
-        })
+        env = {"CHRONOS_PLACEMENT": placement, "CHRONOS_JOB_SLOTS_PER_NODE": str(job_slots)}
+        if pool_size is not None:
+            env["CHRONOS_POOL_SIZE"] = str(pool_size)
+        super().__init__(self.dir / "data", env=env)
         self.api = f"{self.url}/api/v1"
 
     def start(self, timeout: float = 300.0) -> float:

@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--every", type=int, default=1, help="seconds between fires of each job (divides 60)")
     parser.add_argument("--seconds", type=int, default=10, help="measured window")
-    parser.add_argument("--pool-size", type=int, default=4, help="CHRONOS_POOL_SIZE (pooled placement)")
+    parser.add_argument("--pool-size", type=int, help="CHRONOS_POOL_SIZE (pooled placement) [default: the server's, one per core]")
     parser.add_argument("--warmup-timeout", type=float, default=300.0)
     parser.add_argument("--profile", type=Path, help="py-spy the supervisor and host actors into this folder")
     parser.add_argument("--seed", action="store_true", help="write the jobs into the store before the start (fast for large N)")

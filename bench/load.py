@@ -79,9 +79,10 @@ class Client(threading.Thread):
         return "GET", f"{self.api}/jobs/does-not-exist", {}, (404,)
 
 
-def run(jobs: int, clients: int, duration: float, *, workdir: Path, pool_size: int = 4, warmup: float = 5.0,
+def run(jobs: int, clients: int, duration: float, *, workdir: Path, pool_size: int | None = None, warmup: float = 5.0,
         log=print) -> dict:
-    server = Server(workdir / "data", env={"CHRONOS_PLACEMENT": "pooled", "CHRONOS_POOL_SIZE": str(pool_size)})
+    env = {"CHRONOS_PLACEMENT": "pooled"} | ({} if pool_size is None else {"CHRONOS_POOL_SIZE": str(pool_size)})
+    server = Server(workdir / "data", env=env)
     api = Api(server.url)
     report: dict = {"violations": []}
     with ThreadedReceiver() as receiver:
@@ -166,7 +167,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--pool-size", type=int, default=4)
+    parser.add_argument("--pool-size", type=int, help="CHRONOS_POOL_SIZE [default: the server's, one per core]")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="chronos-load-"))

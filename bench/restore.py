@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--placement", choices=["pooled", "dedicated"], default="pooled")
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--every", type=int, default=1, help="seconds between fires of each job (divides 60)")
-    parser.add_argument("--pool-size", type=int, default=4)
+    parser.add_argument("--pool-size", type=int, help="CHRONOS_POOL_SIZE [default: the server's, one per core]")
     parser.add_argument("--seed", action="store_true", help="write the jobs into the store instead of the API")
     parser.add_argument("--timeout", type=float, default=400.0)
     args = parser.parse_args()

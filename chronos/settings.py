@@ -33,7 +33,11 @@ class Settings(BaseSettings):
     ray_address: Optional[str] = Field(default=None, description="Join this Ray cluster; default start a local one.")
     namespace: str = "chronos"
     placement: Literal["dedicated", "pooled"] = "dedicated"
-    pool_size: int = Field(default=4, ge=1, le=1024, description="Host actors in pooled placement.")
+    # One host per core of the node that runs `chronos serve`: each host sends from one
+    # event loop, and more hosts than cores add memory and contention, not speed.
+    pool_size: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024, description="Host actors in pooled placement."
+    )
     job_slots_per_node: int = Field(default=64, ge=1, description="Dedicated job actors one node admits.")
     history_keep: int = Field(default=1000, ge=1, description="Executions kept per job.")
     history_max_age: Duration = timedelta(days=30)
