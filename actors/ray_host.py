@@ -7,6 +7,7 @@ actors named ``chronos:pool:<n>`` hold many jobs each.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import ray
@@ -17,6 +18,7 @@ from chronos.egress import DEFAULT_POLICY
 from chronos.errors import Unavailable
 from chronos.host import JobHost
 
+from chronos.actors.collector import collect_between_bursts
 from chronos.actors.wire import pack, unpack_assignments
 
 SUPERVISOR_NAME = "chronos-supervisor"
@@ -58,20 +60,14 @@ class SupervisorLink:
             raise Unavailable(f"the supervisor is unreachable: {type(e).__name__}") from None
 
 
-#: Young-generation threshold of the host processes' garbage collector (Python's
-#: default is 700): every fire allocates, and with the default a collection ran
-#: every few fires; each pause delays every request of a burst behind it.
-GC_THRESHOLD = (20_000, 20, 100)
-
-
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)
 class HostActor:
     def __init__(self, key: str, namespace: str, egress=DEFAULT_POLICY):
-        gc.set_threshold(*GC_THRESHOLD)
         self.key = key
         context = ray.get_runtime_context()
         node = f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
         self.host = JobHost(SupervisorLink(namespace), node=node, actor=key, dispatcher=Dispatcher(egress=egress))
+        self._collector = asyncio.get_running_loop().create_task(collect_between_bursts(lambda: self.host.idle))
 
     def __repr__(self) -> str:  # what the Ray dashboard shows for this actor
         return f"HostActor({self.key}, jobs={len(self.host.runners)})"

@@ -102,6 +102,12 @@ class JobHost:
             "running": [str(eid) for r in self.runners.values() for eid in r.running],
         }
 
+    @property
+    def idle(self) -> bool:
+        """No execution began, retried or ended since the last report flush (at
+        most ``REPORT_INTERVAL`` ago): a quiet moment between bursts."""
+        return not self._reports
+
     def next_runs(self) -> dict[str, Optional[datetime]]:
         return {str(job_id): r.next_run for job_id, r in self.runners.items()}
 
