@@ -91,8 +91,8 @@ class HostActor:
     async def cancel(self, job_id, execution_id, reason):
         return await self.host.cancel(job_id, execution_id, reason)
 
-    async def status(self):
-        return await self.host.status()
+    async def status(self, with_jobs: bool = False):
+        return await self.host.status(with_jobs)
 
     async def shutdown(self) -> None:
         await self.host.shutdown()

@@ -32,14 +32,14 @@ class RayHost:
         self._forget = forget
 
     def __getattr__(self, method):
-        return lambda *args: self._call(method, *args)
+        return lambda *args, **kwargs: self._call(method, *args, **kwargs)
 
     async def assign(self, items) -> None:
         await self._call("assign", pack_assignments(items))
 
-    async def _call(self, method, *args):
+    async def _call(self, method, *args, **kwargs):
         try:
-            return await asyncio.wait_for(getattr(self._handle, method).remote(*args), CALL_TIMEOUT)
+            return await asyncio.wait_for(getattr(self._handle, method).remote(*args, **kwargs), CALL_TIMEOUT)
         except RayTaskError as e:
             raise e.cause if isinstance(e.cause, Exception) else e
         except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:

@@ -5,6 +5,7 @@ restores the job hosts from the store (re-attaching to surviving ones)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
@@ -41,7 +42,13 @@ class SupervisorActor:
             egress=settings.egress_policy,
         )
         runtime.start_pool()
-        self._started = asyncio.get_running_loop().create_task(self.supervisor.start(runtime))
+        self._started = asyncio.get_running_loop().create_task(self._start(runtime))
+
+    async def _start(self, runtime: RayRuntime) -> None:
+        await self.supervisor.start(runtime)
+        # The restored jobs live as long as the supervisor: keep them out of every
+        # later collection (a full one over 10,000 jobs pauses claims and the API).
+        gc.freeze()
 
     def __repr__(self) -> str:
         return f"Supervisor(jobs={len(self.supervisor._jobs)})"

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any, Optional, Protocol
+from functools import reduce
+from operator import xor
+from typing import Any, Iterable, Optional, Protocol
 from uuid import UUID
 
 from chronos.clock import Clock, SystemClock
@@ -28,6 +30,12 @@ from chronos.runner import JobRunner, snapshot
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL = 0.25  # seconds between report flushes
+
+
+def digest(job_ids: Iterable[UUID]) -> int:
+    """An order-free fingerprint of a set of job ids (XOR): the supervisor and a
+    host compare it instead of shipping thousands of ids every second."""
+    return reduce(xor, (job_id.int for job_id in job_ids), 0)
 
 
 class Upstream(Protocol):
@@ -95,12 +103,15 @@ class JobHost:
         runner = self.runners.get(job_id)
         return await runner.cancel(execution_id, reason) if runner else None
 
-    async def status(self) -> dict[str, Any]:
-        """What this host runs: job ids and the executions in flight."""
-        return {
-            "jobs": [str(job_id) for job_id in self.runners],
-            "running": [str(eid) for r in self.runners.values() for eid in r.running],
-        }
+    async def status(self, with_jobs: bool = False) -> dict[str, Any]:
+        """What this host runs, cheaply: how many jobs and their :func:`digest`
+        (the supervisor's check every second); ``with_jobs``: also the job ids
+        and the executions in flight (when the check fails)."""
+        status: dict[str, Any] = {"count": len(self.runners), "digest": digest(self.runners)}
+        if with_jobs:
+            status["jobs"] = [str(job_id) for job_id in self.runners]
+            status["running"] = [str(eid) for r in self.runners.values() for eid in r.running]
+        return status
 
     @property
     def idle(self) -> bool:

@@ -39,6 +39,7 @@ from chronos.models import (
     parse_job,
     utcnow,
 )
+from chronos.host import digest
 from chronos.runtime import Host, HostGone, Runtime
 from chronos.schedules import parse_schedule
 from chronos.store import Store, parse_uuid
@@ -72,6 +73,7 @@ class Supervisor:
         self._runtime_updates: dict[UUID, dict] = {}
         self._jobs: dict[UUID, Job] = {}  # the one writer keeps them in memory
         self._names: dict[str, UUID] = {}
+        self._placement: Optional[dict[str, tuple[set[UUID], int]]] = None  # see _hosts
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
@@ -122,6 +124,8 @@ class Supervisor:
         old = self._jobs.get(job.id)
         if old is not None and old.name != job.name:
             del self._names[old.name]
+        if old is None or old.name != job.name:  # a name places a dedicated job
+            self._placement = None
         self._jobs[job.id] = job
         self._names[job.name] = job.id
 
@@ -129,6 +133,17 @@ class Supervisor:
         job = self._jobs.pop(job_id, None)
         if job is not None:
             del self._names[job.name]
+            self._placement = None
+
+    def _hosts(self) -> dict[str, tuple[set[UUID], int]]:
+        """Each host's job ids and their digest, worked out again only after
+        jobs come, go or are renamed (reconcile runs every second)."""
+        if self._placement is None:
+            placed: dict[str, set[UUID]] = {}
+            for job in self._jobs.values():
+                placed.setdefault(self.runtime.host_key(job), set()).add(job.id)
+            self._placement = {key: (ids, digest(ids)) for key, ids in placed.items()}
+        return self._placement
 
     def _find(self, ref: str | UUID) -> Job:
         """A job by id or by name, as :meth:`Store.get_job` finds it, from memory."""
@@ -214,17 +229,15 @@ class Supervisor:
 
     async def reconcile(self) -> None:
         async with self._lock:
-            by_host: dict[str, list[Job]] = {}
-            for job in self._jobs.values():
-                by_host.setdefault(self.runtime.host_key(job), []).append(job)
+            hosts = self._hosts()
             results = await asyncio.gather(
-                *(self._reconcile_host(key, jobs) for key, jobs in by_host.items()), return_exceptions=True
+                *(self._reconcile_host(key, *placed) for key, placed in hosts.items()), return_exceptions=True
             )
-            for key, result in zip(by_host, results):
+            for key, result in zip(hosts, results):
                 if isinstance(result, BaseException):
                     log.warning("reconcile of host %s failed: %r", key, result)
 
-    async def _reconcile_host(self, key: str, jobs: list[Job]) -> None:
+    async def _reconcile_host(self, key: str, job_ids: set[UUID], expected: int) -> None:
         host = await self.runtime.host(key)
         try:
             status = await host.status()
@@ -232,8 +245,11 @@ class Supervisor:
             log.warning("host %s is gone: recreating it", key)
             host = await self.runtime.host(key)
             status = await host.status()
+        if status["count"] == len(job_ids) and status["digest"] == expected:
+            return
+        status = await host.status(with_jobs=True)
         hosted = set(status["jobs"])
-        missing = [job for job in jobs if str(job.id) not in hosted]
+        missing = [self._jobs[i] for i in job_ids if str(i) not in hosted and i in self._jobs]
         if missing:
             await host.assign(await self._io(self._recovery, missing, set(status["running"])))
 

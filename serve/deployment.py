@@ -3,6 +3,8 @@ actor by name through :class:`chronos.actors.client.SupervisorClient`."""
 
 from __future__ import annotations
 
+import gc
+
 from ray import serve
 
 from chronos.settings import Settings
@@ -19,6 +21,9 @@ def build_app(settings: Settings):
     @serve.deployment(name="chronos-api", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
     @serve.ingress(api)
     class ChronosAPI:
-        pass
+        def __init__(self):
+            # The app, FastAPI and pydantic live as long as the replica: keep them out
+            # of every later collection (a full one over them paused a request ≈ 20 ms).
+            gc.freeze()
 
     return ChronosAPI.bind()

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from chronos.errors import CapacityExhausted, JobNotFound
-from chronos.models import Execution, ExecutionStatus, parse_job, utcnow
+from chronos.models import Execution, ExecutionStatus, Job, parse_job, utcnow
 from chronos.runtime import LocalRuntime
 from chronos.store import Store
 from chronos.supervisor import Supervisor
@@ -131,3 +131,32 @@ async def test_a_job_without_a_host_is_not_kept(tmp_path):
     finally:
         await sup.stop()
         sup.store.close()
+
+
+async def test_reconcile_refills_a_host_whose_jobs_differ_even_in_equal_number(supervisor):
+    a, b = await create(supervisor, "a"), await create(supervisor, "b")
+    await asyncio.sleep(0)  # the background assigns
+    await supervisor.reconcile()
+    (host,) = supervisor.runtime.hosts.values()
+    assert set(host.runners) == {a.id, b.id}
+    status = await host.status()
+    assert status == {"count": 2, "digest": a.id.int ^ b.id.int}
+
+    # The host lost b and holds a stranger instead: same count, other jobs.
+    await host.remove(b.id)
+    stranger = parse_job({"name": "stranger", "schedule": NEVER, "webhook": {"url": "http://127.0.0.1:9/"}})
+    await host.assign([(Job(**stranger.model_dump()), None, [])])
+    assert (await host.status())["count"] == 2
+    await supervisor.reconcile()
+    assert b.id in host.runners
+
+
+async def test_reconcile_leaves_a_matching_host_alone(supervisor, monkeypatch):
+    await create(supervisor, "a")
+    await supervisor.reconcile()
+    (host,) = supervisor.runtime.hosts.values()
+    asked = []
+    status = host.status
+    monkeypatch.setattr(host, "status", lambda with_jobs=False: asked.append(with_jobs) or status(with_jobs))
+    await supervisor.reconcile()
+    assert asked == [False]  # the digest matched: no job list shipped
