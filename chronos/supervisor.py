@@ -6,7 +6,9 @@ It implements :class:`chronos.backend.Backend` for the REST layer and
 Ray :class:`~chronos.runtime.Runtime`.
 
 Reconcile (at start, then every ``reconcile_interval``): every stored job must
-be assigned to exactly one live host. A host that died is recreated; a host
+be assigned to exactly one live host. At start every host is checked; then at
+most ``RECONCILE_HOSTS`` a round, in turn (100 dedicated hosts are each
+checked every 5 s, not every second: a check is a call into each process). A host that died is recreated; a host
 that came back empty (restarted by Ray) is refilled; each (re)assigned job
 gets its last claimed slot (to apply ``missed_runs``) and its unfinished
 executions that no live host is running (to finish them honestly).
@@ -50,6 +52,7 @@ T = TypeVar("T")
 FLUSH_INTERVAL = 0.05
 PRUNE_INTERVAL = 600.0
 READER_THREADS = 2
+RECONCILE_HOSTS = 20  # hosts checked per reconcile round after the start
 
 
 class Supervisor:
@@ -74,6 +77,7 @@ class Supervisor:
         self._jobs: dict[UUID, Job] = {}  # the one writer keeps them in memory
         self._names: dict[str, UUID] = {}
         self._placement: Optional[dict[str, tuple[set[UUID], int]]] = None  # see _hosts
+        self._turn = 0  # where the next reconcile round starts
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
@@ -87,7 +91,7 @@ class Supervisor:
         await self._io(self.store.create_schema)
         for job in await self._io(self.store.all_jobs):
             self._remember(job)
-        await self.reconcile()
+        await self.reconcile(every_host=True)
         self._tasks = [
             asyncio.create_task(self._every(FLUSH_INTERVAL, self.flush)),
             asyncio.create_task(self._every(self._reconcile_interval, self.reconcile)),
@@ -227,13 +231,18 @@ class Supervisor:
 
     # ------------------------------------------------------------ reconcile
 
-    async def reconcile(self) -> None:
+    async def reconcile(self, every_host: bool = False) -> None:
         async with self._lock:
             hosts = self._hosts()
+            keys = list(hosts)
+            if not every_host and len(keys) > RECONCILE_HOSTS:
+                start = self._turn % len(keys)
+                keys = (keys + keys)[start : start + RECONCILE_HOSTS]
+                self._turn = start + RECONCILE_HOSTS
             results = await asyncio.gather(
-                *(self._reconcile_host(key, *placed) for key, placed in hosts.items()), return_exceptions=True
+                *(self._reconcile_host(key, *hosts[key]) for key in keys), return_exceptions=True
             )
-            for key, result in zip(hosts, results):
+            for key, result in zip(keys, results):
                 if isinstance(result, BaseException):
                     log.warning("reconcile of host %s failed: %r", key, result)
 

@@ -160,3 +160,26 @@ async def test_reconcile_leaves_a_matching_host_alone(supervisor, monkeypatch):
     monkeypatch.setattr(host, "status", lambda with_jobs=False: asked.append(with_jobs) or status(with_jobs))
     await supervisor.reconcile()
     assert asked == [False]  # the digest matched: no job list shipped
+
+
+async def test_reconcile_checks_many_hosts_in_turn(tmp_path, monkeypatch):
+    from chronos import supervisor as module
+
+    monkeypatch.setattr(module, "RECONCILE_HOSTS", 2)
+    sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
+    await sup.start(LocalRuntime(sup, placement="dedicated"))
+    try:
+        for name in "abcde":
+            await create(sup, name)
+        checked = []
+        original = sup._reconcile_host
+        monkeypatch.setattr(sup, "_reconcile_host", lambda key, *rest: checked.append(key) or original(key, *rest))
+        for _ in range(3):
+            await sup.reconcile()
+        assert len(checked) == 6 and set(checked) == {f"chronos:job:{n}" for n in "abcde"}
+        checked.clear()
+        await sup.reconcile(every_host=True)
+        assert len(checked) == 5
+    finally:
+        await sup.stop()
+        sup.store.close()
