@@ -33,10 +33,11 @@ class Settings(BaseSettings):
     ray_address: Optional[str] = Field(default=None, description="Join this Ray cluster; default start a local one.")
     namespace: str = "chronos"
     placement: Literal["dedicated", "pooled"] = "dedicated"
-    # One host per core of the node that runs `chronos serve`: each host sends from one
-    # event loop, and more hosts than cores add memory and contention, not speed.
+    # One host per core of the node that runs `chronos serve`, and at least 4: on a small
+    # node, host processes beyond the cores win the firing a larger CPU share against a
+    # busy API (docs/decisions.md, "Pool size").
     pool_size: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024, description="Host actors in pooled placement."
+        default_factory=lambda: max(4, os.cpu_count() or 1), ge=1, le=1024, description="Host actors in pooled placement."
     )
     job_slots_per_node: int = Field(default=64, ge=1, description="Dedicated job actors one node admits.")
     history_keep: int = Field(default=1000, ge=1, description="Executions kept per job.")

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from chronos.settings import Settings
 
 
-def test_pool_size_defaults_to_one_host_per_core(monkeypatch):
+def test_pool_size_defaults_to_one_host_per_core_and_at_least_four(monkeypatch):
     monkeypatch.delenv("CHRONOS_POOL_SIZE", raising=False)
-    assert Settings().pool_size == (os.cpu_count() or 1)
+    assert Settings().pool_size == max(4, os.cpu_count() or 1)
 
 
 def test_pool_size_from_the_environment(monkeypatch):
