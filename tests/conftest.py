@@ -75,16 +75,30 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
-async def supervisor(tmp_path):
-    """A started in-process supervisor (hosts in this process) over a SQLite file."""
+async def make_supervisor(tmp_path):
+    """Start an in-process supervisor over a SQLite file, stopped after the test.
+    ``runtime``: builds its Runtime from it (default: hosts in this process)."""
     from chronos.runtime import LocalRuntime
     from chronos.supervisor import Supervisor
 
-    sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
-    await sup.start(LocalRuntime(sup))
-    yield sup
-    await sup.stop()
-    sup.store.close()
+    started = []
+
+    async def make(runtime=LocalRuntime):
+        sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
+        await sup.start(runtime(sup))
+        started.append(sup)
+        return sup
+
+    yield make
+    for sup in started:
+        await sup.stop()
+        sup.store.close()
+
+
+@pytest.fixture
+async def supervisor(make_supervisor):
+    """A started in-process supervisor (hosts in this process) over a SQLite file."""
+    return await make_supervisor()
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,6 @@ from datetime import datetime, timedelta
 import pytest
 
 from chronos.models import RESPONSE_BODY_LIMIT, ExecutionStatus, parse_job
-from chronos.runtime import LocalRuntime
-from chronos.store import Store
 from chronos.supervisor import Supervisor
 
 from receiver import ThreadedReceiver
@@ -34,14 +32,6 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-@pytest.fixture
-async def supervisor(tmp_path):
-    sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
-    await sup.start(LocalRuntime(sup, placement="pooled", pool_size=1))
-    yield sup
-    await sup.stop()
 
 
 @pytest.fixture(scope="module")

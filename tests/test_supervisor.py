@@ -13,7 +13,6 @@ from sqlalchemy import text
 from chronos.errors import CapacityExhausted, JobNotFound
 from chronos.models import Execution, ExecutionStatus, Job, parse_job, utcnow
 from chronos.runtime import LocalRuntime
-from chronos.store import Store
 from chronos.supervisor import Supervisor
 
 NEVER = "0 0 1 1 *"  # once a year: no timer fires during a test
@@ -119,18 +118,13 @@ class _FullRuntime(LocalRuntime):
         return await super().host(key, create=create)
 
 
-async def test_a_job_without_a_host_is_not_kept(tmp_path):
-    sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
-    await sup.start(_FullRuntime(sup))
-    try:
-        with pytest.raises(CapacityExhausted):
-            await create(sup, "homeless")
-        with pytest.raises(JobNotFound):
-            await sup.get_job("homeless")
-        assert sup.store.count_jobs() == (0, 0)
-    finally:
-        await sup.stop()
-        sup.store.close()
+async def test_a_job_without_a_host_is_not_kept(make_supervisor):
+    sup = await make_supervisor(_FullRuntime)
+    with pytest.raises(CapacityExhausted):
+        await create(sup, "homeless")
+    with pytest.raises(JobNotFound):
+        await sup.get_job("homeless")
+    assert sup.store.count_jobs() == (0, 0)
 
 
 async def test_reconcile_refills_a_host_whose_jobs_differ_even_in_equal_number(supervisor):
@@ -162,24 +156,19 @@ async def test_reconcile_leaves_a_matching_host_alone(supervisor, monkeypatch):
     assert asked == [False]  # the digest matched: no job list shipped
 
 
-async def test_reconcile_checks_many_hosts_in_turn(tmp_path, monkeypatch):
+async def test_reconcile_checks_many_hosts_in_turn(make_supervisor, monkeypatch):
     from chronos import supervisor as module
 
     monkeypatch.setattr(module, "RECONCILE_HOSTS", 2)
-    sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
-    await sup.start(LocalRuntime(sup, placement="dedicated"))
-    try:
-        for name in "abcde":
-            await create(sup, name)
-        checked = []
-        original = sup._reconcile_host
-        monkeypatch.setattr(sup, "_reconcile_host", lambda key, *rest: checked.append(key) or original(key, *rest))
-        for _ in range(3):
-            await sup.reconcile()
-        assert len(checked) == 6 and set(checked) == {f"chronos:job:{n}" for n in "abcde"}
-        checked.clear()
-        await sup.reconcile(every_host=True)
-        assert len(checked) == 5
-    finally:
-        await sup.stop()
-        sup.store.close()
+    sup = await make_supervisor(lambda s: LocalRuntime(s, placement="dedicated"))
+    for name in "abcde":
+        await create(sup, name)
+    checked = []
+    original = sup._reconcile_host
+    monkeypatch.setattr(sup, "_reconcile_host", lambda key, *rest: checked.append(key) or original(key, *rest))
+    for _ in range(3):
+        await sup.reconcile()
+    assert len(checked) == 6 and set(checked) == {f"chronos:job:{n}" for n in "abcde"}
+    checked.clear()
+    await sup.reconcile(every_host=True)
+    assert len(checked) == 5
