@@ -6,12 +6,13 @@ It implements :class:`chronos.backend.Backend` for the REST layer and
 Ray :class:`~chronos.runtime.Runtime`.
 
 Reconcile (at start, then every ``reconcile_interval``): every stored job must
-be assigned to exactly one live host. At start every host is checked; then at
-most ``RECONCILE_HOSTS`` a round, in turn (100 dedicated hosts are each
-checked every 5 s, not every second: a check is a call into each process). A host that died is recreated; a host
+be assigned to exactly one live host. A host that died is recreated; a host
 that came back empty (restarted by Ray) is refilled; each (re)assigned job
 gets its last claimed slot (to apply ``missed_runs``) and its unfinished
-executions that no live host is running (to finish them honestly).
+executions that no live host is running (to finish them honestly). A check
+compares the host's job count and digest with ours. At start every host is
+checked; then at most ``RECONCILE_HOSTS`` a round, in turn (100 dedicated
+hosts are each checked every 5 s: a check is a call into each process).
 
 Threads: every write (claims, reports, job changes) goes through ONE store
 thread, in order. API reads do not queue behind them: a job is read from
