@@ -40,6 +40,20 @@ def server(tmp_path_factory):
     process.stop()
 
 
+def test_no_idle_ray_head_processes(server):
+    """With --no-dashboard the embedded Ray runs no log monitor, autoscaler
+    monitor or dashboard API server (serve/main.py, _lean_local_ray)."""
+    cmdlines = []
+    for pid in server.session_pids():
+        try:
+            cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+        except OSError:
+            pass  # gone meanwhile
+    assert any(b"raylet" in c for c in cmdlines) and any(b"ray::HostActor" in c or b"ray::Supervisor" in c for c in cmdlines)
+    for script in (b"log_monitor.py", b"autoscaler/_private/monitor.py", b"dashboard/dashboard.py"):
+        assert not [c for c in cmdlines if script in c], script
+
+
 def guide_bodies(receiver):
     """The guide's two curl bodies, verbatim but for the webhook URLs."""
     health = {
