@@ -15,8 +15,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from chronos.backend import Backend
 from chronos.settings import Settings
-from chronos.store import Store
-from chronos.supervisor import Supervisor
 
 from chronos.actors.ray_host import SUPERVISOR_NAME
 from chronos.actors.runtime import RayRuntime
@@ -29,6 +27,11 @@ BACKEND_METHODS = frozenset(name for name in dir(Backend) if not name.startswith
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)
 class SupervisorActor:
     def __init__(self, settings: Settings):
+        # Imported here, in the actor's process only: the driver that creates this
+        # actor then holds no SQLAlchemy, store or metrics (≈ 25 MiB it never uses).
+        from chronos.store import Store
+        from chronos.supervisor import Supervisor
+
         logging.basicConfig(level=logging.INFO)
         self.supervisor = Supervisor(
             Store(settings.store_url, secret_key=settings.secret_key),

@@ -536,9 +536,11 @@ class Store:
         return exists().select_from(each).where(each.c.key == key, each.c.value == value)
 
     def all_jobs(self) -> list[Job]:
+        # Rows are read and turned into jobs in batches: a server's start holds
+        # every job once, not every row and every job at the same time.
         with self._tx() as s:
-            rows = s.exec(select(_JobRow).order_by(_JobRow.name)).all()
-        return [_to_job(r, self._box) for r in rows]
+            rows = s.exec(select(_JobRow).order_by(_JobRow.name).execution_options(yield_per=500))
+            return [_to_job(r, self._box) for r in rows]
 
     def count_jobs(self) -> tuple[int, int]:
         """(total, enabled)."""
