@@ -190,6 +190,22 @@ def process_tree(pid: int) -> list[psutil.Process]:
     return list(procs.values())
 
 
+def memory_by_process(procs: list[psutil.Process]) -> list[dict]:
+    """RSS and PSS of each process, largest first, by title (Ray titles its
+    workers ``ray::Class``; its daemons by script or binary)."""
+    rows = []
+    for p in procs:
+        try:
+            mem, args = p.memory_full_info(), p.cmdline()
+        except psutil.Error:
+            continue
+        title = args[0] if args and args[0].startswith("ray::") else Path(next(
+            (a for a in args if a.endswith(".py") or "/" in a and not a.startswith("-")), p.name())).name
+        rows.append({"process": title.split(".", 1)[0] if title.startswith("ray::") else title,
+                     "RSS MiB": mem.rss / 2**20, "PSS MiB": mem.pss / 2**20})
+    return sorted(rows, key=lambda r: -r["RSS MiB"])
+
+
 # ---------------------------------------------------------------- meter
 
 

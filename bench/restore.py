@@ -31,6 +31,7 @@ from common import (
     create_jobs,
     job_body,
     machine,
+    memory_by_process,
     print_table,
     save_result,
     seed_store,
@@ -88,6 +89,7 @@ def run(args) -> dict:
             row["PSS KiB/job"] = (meter.pss - empty.pss) / 2**10 / args.jobs
             row["procs"] = meter.processes
             print(f"up: {row}", flush=True)
+            print_table(memory_by_process(server.tree()), "memory by process, every job up")
             time.sleep(args.every + 1)  # every job has a claimed slot on record
 
             server.kill9()
