@@ -15,7 +15,8 @@ checked; then at most ``RECONCILE_HOSTS`` a round, in turn (100 dedicated
 hosts are each checked every 5 s: a check is a call into each process).
 
 Threads: every write (claims, reports, job changes) goes through ONE store
-thread, in order. API reads do not queue behind them: a job is read from
+thread, in order; claims that arrive while one is written are written
+together, in one transaction (:mod:`chronos.group_commit`). API reads do not queue behind them: a job is read from
 memory (``_jobs``, kept current by the one writer, last run included), pages
 and executions from a few reader threads with their own connections.
 """
@@ -31,6 +32,7 @@ from typing import Any, Callable, Optional, TypeVar
 from uuid import UUID
 
 from chronos.errors import Conflict, JobNotFound, NotFound, Unavailable
+from chronos.group_commit import GroupCommit
 from chronos.metrics import Metrics
 from chronos.models import (
     Execution,
@@ -84,6 +86,7 @@ class Supervisor:
         self._tasks: list[asyncio.Task] = []
         self._background_tasks: set[asyncio.Task] = set()
         self._schedules: dict[tuple, Any] = {}
+        self._claims = GroupCommit(self._claim_rows)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -163,6 +166,18 @@ class Supervisor:
     # ------------------------------------------------------------ upstream (hosts)
 
     async def claim(self, executions: list[Execution]) -> list[bool]:
+        results = await self._claims(executions)
+        lost = [e for e, ok in zip(executions, results) if not ok and e.job_id in self._jobs]
+        if lost:  # a retried claim whose first try was written (its reply was lost) is still ours
+            mine = await self._io(self._own_rows, lost)
+            results = [ok or e.id in mine for e, ok in zip(executions, results)]
+        for execution, ok in zip(executions, results):
+            if ok:
+                self.stats.observe(execution)
+        return results
+
+    async def _claim_rows(self, executions: list[Execution]) -> list[bool]:
+        """One store transaction for the claims of every host waiting (``_claims``)."""
         # A deleted job leaves _jobs before its store delete is queued (delete_job),
         # and this filter and the queueing below happen in one step of the loop: no
         # claim can insert a row for a job after its delete.
@@ -171,13 +186,6 @@ class Supervisor:
         results = [False] * len(executions)
         for i, ok in zip(known, won):
             results[i] = ok
-        lost = [executions[i] for i, ok in zip(known, won) if not ok]
-        if lost:  # a retried claim whose first try was written (its reply was lost) is still ours
-            mine = await self._io(self._own_rows, lost)
-            results = [ok or e.id in mine for e, ok in zip(executions, results)]
-        for execution, ok in zip(executions, results):
-            if ok:
-                self.stats.observe(execution)
         return results
 
     def _own_rows(self, executions: list[Execution]) -> set[UUID]:

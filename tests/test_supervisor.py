@@ -49,6 +49,24 @@ async def test_claims_and_reports_racing_a_delete_leave_no_row(supervisor):
     assert await supervisor.claim([execution(job)]) == [False]
 
 
+async def test_claims_of_many_hosts_at_once_share_transactions_and_each_slot_has_one_winner(supervisor, monkeypatch):
+    """100 dedicated hosts claim the same second at once: their claims are written
+    in a few transactions, not one each, and a slot claimed by two hosts (a job
+    moving between hosts) is still won once."""
+    jobs = [await create(supervisor, f"j{i:03d}") for i in range(100)]
+    calls = []
+    claim = supervisor.store.claim
+    monkeypatch.setattr(supervisor.store, "claim", lambda batch: calls.append(len(batch)) or claim(batch))
+    due = utcnow().replace(microsecond=0) + timedelta(seconds=5)
+    first = [Execution(job_id=j.id, job_name=j.name, scheduled_at=due) for j in jobs]
+    second = [Execution(job_id=j.id, job_name=j.name, scheduled_at=due) for j in jobs[:10]]  # the same slots again
+    results = await asyncio.gather(*(supervisor.claim([e]) for e in first + second))
+    assert [r for r, in results[:100]] == [True] * 100
+    assert [r for r, in results[100:]] == [False] * 10
+    assert rows(supervisor) == 100
+    assert sum(calls) == 110 and len(calls) <= 3, calls
+
+
 async def test_get_job_shows_the_last_final_report(supervisor):
     job = await create(supervisor, "hook")
     assert (await supervisor.get_job("hook")).last_run is None
