@@ -521,3 +521,45 @@ async def test_a_host_reports_each_fire_once_with_its_latest_state(clock, monkey
     live = {e.id: e for e in upstream.claims}
     assert all(e is not live[e.id] for e in batch)  # copies: the runner may go on changing its own
     await host.shutdown()
+
+
+class SlowUpstream(MemoryUpstream):
+    """Claims take ``trip`` real seconds to come back; records the fake time each was sent."""
+
+    def __init__(self, clock: FakeClock, trip: float = 0.0):
+        super().__init__()
+        self.clock, self.trip = clock, trip
+        self.sent: list[tuple[datetime, datetime]] = []  # (sent at, slot)
+
+    async def claim(self, executions):
+        self.sent += [(self.clock.now(), e.scheduled_at) for e in executions]
+        await asyncio.sleep(self.trip)
+        return await super().claim(executions)
+
+
+async def test_a_host_claims_earlier_after_slow_claims(clock):
+    upstream = SlowUpstream(clock, trip=0.4)
+    host = JobHost(upstream, clock=clock, dispatcher=PreparingWebhook(clock))
+    await host.assign([(make_job("@every 10s"), None, [])])
+    assert host.claim_lead() == CLAIM_LEAD  # nothing measured yet
+    await clock.advance(9.6)
+    await asyncio.sleep(0.5)  # the claim of 12:00:10 comes back after 0.4 s
+    assert timedelta(seconds=0.8) <= host.claim_lead() < timedelta(seconds=1.2)
+    await clock.advance(10)
+    (_, first), (second_sent, second) = upstream.sent
+    assert first == T0 + timedelta(seconds=10) and second == T0 + timedelta(seconds=20)
+    assert second - host.claim_lead() - timedelta(seconds=0.2) <= second_sent <= second - timedelta(seconds=0.8)
+    await host.shutdown()
+
+
+async def test_a_long_claim_lead_never_claims_past_the_previous_slot(clock):
+    upstream = SlowUpstream(clock)
+    host = JobHost(upstream, clock=clock, dispatcher=PreparingWebhook(clock))
+    host._claim_trip = 60.0  # claims were very slow: the lead is at its cap
+    assert host.claim_lead() == chronos.host.MAX_CLAIM_LEAD
+    await host.assign([(make_job("@every 1s"), None, [])])
+    await clock.advance(3.5)
+    sent = [(at - T0).total_seconds() for at, _ in upstream.sent]
+    slots = [(slot - T0).total_seconds() for _, slot in upstream.sent]
+    assert slots == [1, 2, 3, 4] and sent == [0, 1, 2, 3]  # each claimed at the slot before it
+    await host.shutdown()
