@@ -5,8 +5,7 @@ inside a Ray actor).
 
 In ``dedicated`` placement a host holds one job; in ``pooled`` placement it
 holds many. Either way claims made in the same event-loop tick travel to the
-supervisor as one call, at once (a slot is claimed before it fires, earlier
-when claims have been slow to come back: ``JobHost.claim_lead``). State
+supervisor as one call, at once (a slot is claimed before it fires). State
 reports are coalesced (latest state per execution wins: the host keeps the
 live execution and copies its state when it flushes) and flushed every
 ``REPORT_INTERVAL``, retried until accepted: the "running" and final states of
@@ -17,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import reduce
 from operator import xor
 from typing import Any, Iterable, Optional, Protocol
@@ -27,15 +25,11 @@ from uuid import UUID
 from chronos.clock import Clock, SystemClock
 from chronos.dispatcher import Dispatcher
 from chronos.models import Execution, Job
-from chronos.runner import CLAIM_LEAD, JobRunner, snapshot
+from chronos.runner import JobRunner, snapshot
 
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL = 0.25  # seconds between report flushes
-#: Claims are made ahead by up to this (see JobHost.claim_lead): 10,000 slots due at
-#: one instant take the supervisor seconds to write on a small node.
-MAX_CLAIM_LEAD = timedelta(seconds=5)
-TRIP_DECAY = 0.8  # per claim batch: a slow round trip's weight in the lead fades
 
 
 def digest(job_ids: Iterable[UUID]) -> int:
@@ -70,7 +64,6 @@ class JobHost:
         self._claims: list[tuple[Execution, asyncio.Future]] = []
         self._reports: dict[UUID, Execution] = {}
         self._flusher: Optional[asyncio.Task] = None
-        self._claim_trip = 0.0  # seconds: recent claims' round trip to the supervisor (see claim_lead)
 
     # ------------------------------------------------------------ jobs
 
@@ -87,7 +80,6 @@ class JobHost:
                 send=self._dispatcher.send,
                 prepare=self._dispatcher.prepare,
                 reporter=self,
-                claim_lead=self.claim_lead,
                 **self._where,
             )
             self.runners[job.id] = runner
@@ -147,15 +139,8 @@ class JobHost:
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._send_claims()))
         return await future
 
-    def claim_lead(self) -> timedelta:
-        """How long before its instant a runner claims a slot: ``CLAIM_LEAD``, or
-        twice the recent claims' round trip when that is longer, up to
-        ``MAX_CLAIM_LEAD`` (a slot claimed late is fired late)."""
-        return min(MAX_CLAIM_LEAD, max(CLAIM_LEAD, timedelta(seconds=2 * self._claim_trip)))
-
     async def _send_claims(self) -> None:
         batch, self._claims = self._claims, []
-        sent = time.monotonic()
         try:
             results = await self._upstream.claim([e for e, _ in batch])
         except Exception as e:  # each runner decides whether to retry
@@ -163,8 +148,6 @@ class JobHost:
                 if not future.done():
                     future.set_exception(e)
             return
-        finally:  # a decaying maximum: a slow burst counts at once, then fades
-            self._claim_trip = max(time.monotonic() - sent, self._claim_trip * TRIP_DECAY)
         for (_, future), ok in zip(batch, results):
             if not future.done():
                 future.set_result(ok)

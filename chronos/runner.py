@@ -42,8 +42,8 @@ Send = Callable[..., Awaitable[Outcome]]
 #: ``prepare(job, execution, attempt)``: that attempt built ahead, for ``send``.
 Prepare = Callable[[Job, Execution, int], Any]
 
-#: Claim a slot this long before it is due (at least: see ``claim_lead``), so
-#: the claim's round trip to the store is not paid at the due instant.
+#: Claim a slot this long before it is due, so the claim's round trip to the
+#: store is not paid at the due instant.
 CLAIM_LEAD = timedelta(milliseconds=500)
 #: A slot at most this late when its runner starts still fires, as scheduled.
 LATE_GRACE = timedelta(seconds=5)
@@ -72,7 +72,7 @@ class JobRunner:
         prepare: Optional[Prepare] = None,
         node: Optional[str] = None,
         actor: Optional[str] = None,
-        claim_lead: Callable[[], timedelta] = lambda: CLAIM_LEAD,
+        claim_lead: timedelta = CLAIM_LEAD,
     ):
         self.job = job
         self._clock = clock
@@ -80,7 +80,7 @@ class JobRunner:
         self._reporter = reporter
         self._prepare = prepare  # builds a slot's first attempt between its claim and its due instant
         self._where = {"node": node, "actor": actor}
-        self._claim_lead = claim_lead  # how long before a slot to claim it (the host's estimate)
+        self._claim_lead = claim_lead
         self._timer: Optional[asyncio.Task] = None
         self._background: set[asyncio.Task] = set()
         self.running: dict[UUID, tuple[Execution, asyncio.Task]] = {}
@@ -154,8 +154,7 @@ class JobRunner:
                 await self._changed.wait()
                 after = self._replan(after, plan)
                 continue
-            # Never before the previous slot: one claimed slot waits at a time.
-            if not await self._sleep(due - min(self._claim_lead(), due - after)):
+            if not await self._sleep(due - self._claim_lead):
                 after = self._replan(after, plan)
                 continue
             try:
