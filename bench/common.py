@@ -199,9 +199,12 @@ def memory_by_process(procs: list[psutil.Process]) -> list[dict]:
             mem, args = p.memory_full_info(), p.cmdline()
         except psutil.Error:
             continue
-        title = args[0] if args and args[0].startswith("ray::") else Path(next(
-            (a for a in args if a.endswith(".py") or "/" in a and not a.startswith("-")), p.name())).name
-        rows.append({"process": title.split(".", 1)[0] if title.startswith("ray::") else title,
+        if args and args[0].startswith("ray::"):
+            title = args[0].split(".", 1)[0]  # without the method it runs now
+        else:  # a script by its file (python3 .../chronos serve: chronos), else the binary
+            scripts = [a for a in args[1:] if not a.startswith("-")] if "python" in Path(args[0]).name else args
+            title = Path(scripts[0] if scripts else p.name()).name
+        rows.append({"process": title,
                      "RSS MiB": mem.rss / 2**20, "PSS MiB": mem.pss / 2**20})
     return sorted(rows, key=lambda r: -r["RSS MiB"])
 
@@ -275,6 +278,7 @@ class FiringStats:
     missing: int
     lateness_ms: list[float] = field(repr=False)
     seconds: float = 0.0
+    slot_p99_ms: list[float] = field(default_factory=list)  # each slot's p99, in order: a transient shows
 
     @property
     def fires_per_s(self) -> float:
@@ -302,12 +306,14 @@ def firing_stats(hits: Iterable[Hit], jobs: list[str], slots: list[float], windo
     start, end = window
     seen: dict[tuple[str, float], int] = {}
     lateness = []
+    by_slot: dict[float, list[float]] = {}
     for h in hits:
         if start <= h.scheduled < end:
             key = (h.job, h.scheduled)
             seen[key] = seen.get(key, 0) + 1
             if seen[key] == 1:
                 lateness.append((h.arrived - h.scheduled) * 1000)
+                by_slot.setdefault(h.scheduled, []).append(lateness[-1])
     expected = {(job, s) for job in jobs for s in slots}
     received = sum(seen.values())
     return FiringStats(
@@ -317,6 +323,7 @@ def firing_stats(hits: Iterable[Hit], jobs: list[str], slots: list[float], windo
         missing=len(expected - seen.keys()),
         lateness_ms=lateness,
         seconds=end - start,
+        slot_p99_ms=[percentile(by_slot[slot], 99) for slot in sorted(by_slot)],
     )
 
 

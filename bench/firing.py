@@ -83,7 +83,7 @@ def measure(nginx: Nginx, names: list[str], every: int, seconds: int, tree, warm
     row = stats.row()
     row.update({"CPU s": meter.cpu_seconds, "CPU %": 100 * meter.cpu_seconds / (end - start),
                 "peak RSS MiB": meter.peak_rss / 2**20, "PSS MiB": meter.pss / 2**20, "procs": meter.processes, "warm-up s": up})
-    return {"row": row, "lateness_ms": stats.lateness_ms}
+    return {"row": row, "lateness_ms": stats.lateness_ms, "slot_p99_ms": stats.slot_p99_ms}
 
 
 PROFILED = ("SupervisorActor", "HostActor", "ServeReplica", "ProxyActor")
@@ -182,6 +182,8 @@ def main() -> None:
         rows.append({"scheduler": "APScheduler 3", **results["apscheduler"]["row"]})
         rows.append(ratio_row(rows[0], rows[1]))
     print_table(rows, f"{label} (load after run: {machine()})")
+    for name, result in results.items():
+        print(f"{name}, p99 of each slot (ms):", " ".join(f"{v:.0f}" for v in result["slot_p99_ms"]))
     save_result(f"firing-{label}", {"label": label, "args": vars(args), "machine": machine(), "results": results})
 
 
