@@ -212,23 +212,28 @@ def _lean_local_ray(dashboard: bool):
     turns the API server off), so they are set on Ray's node while it starts.
     ``tests/test_e2e.py`` checks that none of them runs.
     """
+    import inspect
+
     from ray._private.node import Node
     from ray._private.parameter import RayParams
 
-    params_init, start_api_server = RayParams.__init__, Node.start_api_server
+    # A Ray without these names starts as it is (and that test fails): never a broken start.
+    params_init, start_api_server = RayParams.__init__, getattr(Node, "start_api_server", None)
+    known = inspect.signature(params_init).parameters
+    lean = {k: v for k, v in (("include_log_monitor", False), ("no_monitor", True)) if k in known}
 
     def lean_params(self, *args, **kwargs):
-        kwargs.setdefault("include_log_monitor", False)
-        kwargs.setdefault("no_monitor", True)
-        params_init(self, *args, **kwargs)
+        params_init(self, *args, **{**lean, **kwargs})
 
     RayParams.__init__ = lean_params
-    if not dashboard:
+    if not dashboard and start_api_server is not None:
         Node.start_api_server = lambda self, **kwargs: None
     try:
         yield
     finally:
-        RayParams.__init__, Node.start_api_server = params_init, start_api_server
+        RayParams.__init__ = params_init
+        if start_api_server is not None:
+            Node.start_api_server = start_api_server
 
 
 def _check_port_free(host: str, port: int) -> None:
