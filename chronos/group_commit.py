@@ -10,7 +10,7 @@ transaction runs wait for it and are then written together, in one.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Generic, TypeVar
+from typing import Awaitable, Callable, Generic, Optional, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -25,14 +25,13 @@ class GroupCommit(Generic[T, R]):
     def __init__(self, run: Callable[[list[T]], Awaitable[list[R]]]):
         self._run = run
         self._waiting: list[tuple[list[T], asyncio.Future]] = []
-        self._running = False
+        self._drainer: Optional[asyncio.Task] = None  # held: the loop keeps only weak references
 
     async def __call__(self, items: list[T]) -> list[R]:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((items, future))
-        if not self._running:
-            self._running = True
-            asyncio.ensure_future(self._drain())
+        if self._drainer is None:
+            self._drainer = asyncio.ensure_future(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -52,4 +51,4 @@ class GroupCommit(Generic[T, R]):
                         future.set_result(results[start:start + len(items)])
                     start += len(items)
         finally:
-            self._running = False
+            self._drainer = None

@@ -16,9 +16,10 @@ hosts are each checked every 5 s: a check is a call into each process).
 
 Threads: every write (claims, reports, job changes) goes through ONE store
 thread, in order; claims that arrive while one is written are written
-together, in one transaction (:mod:`chronos.group_commit`). API reads do not queue behind them: a job is read from
-memory (``_jobs``, kept current by the one writer, last run included), pages
-and executions from a few reader threads with their own connections.
+together, in one transaction (:mod:`chronos.group_commit`). API reads do not
+queue behind them: a job is read from memory (``_jobs``, kept current by the
+one writer, last run included), pages and executions from a few reader threads
+with their own connections.
 """
 
 from __future__ import annotations
