@@ -16,8 +16,7 @@ def job(name: str) -> Job:
 
 
 def test_jobs_read_back_share_one_set_of_field_names():
-    a, b = unpack_assignments(pack_assignments([(job("a"), None, []), (job("b"), None, [])]))
-    (a, _, _), (b, _, _) = a, b
+    (a, _, _), (b, _, _) = unpack_assignments(pack_assignments([(job("a"), None, []), (job("b"), None, [])]))
     assert a.model_fields_set == set(Job.model_fields)
     assert a.model_fields_set is b.model_fields_set
     assert a.webhook.model_fields_set is b.webhook.model_fields_set
