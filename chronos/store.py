@@ -462,13 +462,17 @@ class Store:
         return _to_job(row, self._box)
 
     def update_job(self, job: Job) -> Job:
+        """Replace the job's spec. Its run state (next/last run, last status)
+        stays as the store has it: reports own it, and one written while this
+        update was queued must not be overwritten with the caller's older copy."""
         try:
             with self._tx(write=True) as s:
                 row = s.get(_JobRow, job.id)
                 if row is None:
                     raise JobNotFound(f'job "{job.id}" not found')
                 for key, value in _job_values(job, self._box).items():
-                    setattr(row, key, value)
+                    if key not in _RUNTIME_FIELDS:
+                        setattr(row, key, value)
         except IntegrityError:
             raise self._duplicate(job) from None
         return _to_job(row, self._box)

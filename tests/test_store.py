@@ -257,6 +257,16 @@ def test_set_runtime_batch(store):
     assert store.get_job("a").last_status is ExecutionStatus.success
 
 
+
+def test_an_update_keeps_the_run_state_a_report_wrote_meanwhile(store):
+    """An edit read the job before a run finished; writing it must not undo the report."""
+    job = store.insert_job(make_job("edited"))
+    store.set_runtime([(job.id, {"last_run": T0, "last_status": ExecutionStatus.failed})])
+    updated = store.update_job(job.model_copy(update={"description": "edited while it ran"}))
+    assert (updated.last_run, updated.last_status) == (T0, ExecutionStatus.failed)
+    got = store.get_job("edited")
+    assert got.description == "edited while it ran" and got.last_status is ExecutionStatus.failed
+
 # ---------------------------------------------------------------- claims
 
 
