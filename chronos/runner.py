@@ -147,7 +147,7 @@ class JobRunner:
         while True:
             self._changed.clear()
             plan = self._plan()
-            after, due = await self._catch_up(after, cause)
+            after, due = await self._catch_up(after, cause, first=cause.startswith("while no"))
             cause = "while the job's timer was held up"
             self._planned = due
             if due is None:
@@ -364,7 +364,7 @@ class JobRunner:
                 + ("the job is disabled" if not self.job.enabled else "older than catchup_window"),
             )
 
-    async def _catch_up(self, after: datetime, cause: str) -> tuple[datetime, Optional[datetime]]:
+    async def _catch_up(self, after: datetime, cause: str, *, first: bool = False) -> tuple[datetime, Optional[datetime]]:
         """Where the timer goes on from ``after``, and the slot that follows
         (None: the job is disabled or its schedule has ended). Slots only a little late (a
         host still starting) fire late, as scheduled; slots more than
@@ -372,12 +372,21 @@ class JobRunner:
         claim waiting for a restarting supervisor, a host busy starting many
         jobs) are missed: they follow ``missed_runs`` and are recorded, never
         silently dropped. Their claims are made before the timer claims any
-        later slot, so a crash in between cannot lose them."""
+        later slot, so a crash in between cannot lose them.
+
+        ``first``: the runner's first step. When the gap began more than
+        LATE_GRACE ago (the server was down), only the newest slot due fires
+        late, like a CronJob's latest missed schedule; the others were missed
+        too. A restored per-second job would otherwise fire five slots at once,
+        and a thousand of them would start the server seconds behind."""
         if not self.job.enabled:
             return after, None
         schedule = self._schedule()
         following = schedule.next_after(after)
-        horizon = self._clock.now() - LATE_GRACE
+        now = self._clock.now()
+        horizon = now - LATE_GRACE
+        if first and following is not None and following <= horizon:
+            horizon = max(horizon, _before_newest(schedule, horizon, now))
         if following is None or following > horizon:
             return after, following
         claimed = await self._claim_missed(after, horizon, cause)
@@ -441,3 +450,11 @@ def snapshot(execution: Execution) -> Execution:
     for the attempts list (the only part mutated in place; attempts themselves
     never change once appended): deep copies cost a sixth of a host's CPU."""
     return execution.model_copy(update={"attempts": list(execution.attempts)})
+
+
+def _before_newest(schedule: Schedule, start: datetime, now: datetime) -> datetime:
+    """The slot before the newest one due in (start, now], else ``start``."""
+    previous, slot = start, schedule.next_after(start)
+    while slot is not None and (following := schedule.next_after(slot)) is not None and following <= now:
+        previous, slot = slot, following
+    return previous if slot is not None and slot <= now else start

@@ -371,6 +371,39 @@ async def test_a_timer_that_starts_late_records_the_slots_it_missed(clock):
     await runner.stop()
 
 
+@pytest.mark.parametrize("policy, runs", [("execute_one", 2), ("ignore", 1)])
+async def test_a_restored_per_second_job_fires_only_its_newest_late_slot(clock, policy, runs):
+    """Down for 10 s: of the slots due meanwhile only the newest fires late, as
+    scheduled (a CronJob's latest missed schedule); the rest follow missed_runs.
+    Five late slots each, for a thousand restored jobs, started the server
+    seconds behind."""
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("@every 1s", missed_runs=policy).model_copy(update={"anchor": T0 - timedelta(hours=1)})
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start(last_slot=T0 - timedelta(seconds=10))
+    await clock.advance(0.2)
+    history = sorted(reporter.executions.values(), key=lambda e: e.scheduled_at)
+    fired = [(e.trigger, e.scheduled_at) for e in history if e.status is not ExecutionStatus.skipped]
+    late = [(Trigger.scheduled, T0)]
+    assert fired == ([(Trigger.catchup, T0 - timedelta(seconds=1))] + late if runs == 2 else late)
+    (summary,) = [e for e in history if e.status is ExecutionStatus.skipped]
+    assert summary.missed_slots == 10 - runs and "while no scheduler was running" in summary.reason
+    await runner.stop()
+
+
+async def test_a_job_resumed_within_the_grace_fires_every_late_slot(clock):
+    """A restart quicker than LATE_GRACE (or a new job's host still starting):
+    the slots since fire late, as scheduled; nothing is missed."""
+    webhook = FakeWebhook(clock, latency=0)
+    job = make_job("@every 1s").model_copy(update={"anchor": T0 - timedelta(hours=1)})
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start(last_slot=T0 - timedelta(seconds=3))
+    await clock.advance(0.2)
+    fired = sorted((e.trigger, e.scheduled_at) for e in reporter.executions.values())
+    assert fired == [(Trigger.scheduled, T0 - timedelta(seconds=k)) for k in (2, 1, 0)]
+    await runner.stop()
+
+
 async def test_missed_slots_are_claimed_before_any_later_slot(clock):
     """A runner killed right after claiming a later slot must not lose the
     catch-up: the next runner starts from the last claimed slot, so the
