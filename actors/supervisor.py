@@ -32,7 +32,8 @@ class SupervisorActor:
         from chronos.store import Store
         from chronos.supervisor import Supervisor
 
-        logging.basicConfig(level=logging.INFO)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger(__name__).info("supervisor process up")
         self.supervisor = Supervisor(
             Store(settings.store_url, secret_key=settings.secret_key),
             history_keep=settings.history_keep,

@@ -67,6 +67,39 @@ async def test_claims_of_many_hosts_at_once_share_transactions_and_each_slot_has
     assert sum(calls) == 110 and len(calls) <= 3, calls
 
 
+async def test_a_large_report_is_written_in_chunks_and_a_failed_chunk_is_kept(supervisor, monkeypatch):
+    """A burst's reports go in FLUSH_CHUNK-sized transactions (a claim waits for
+    one chunk, not the burst); when one fails, it and the rest stay pending and
+    the next flush writes them: no final status is lost."""
+    from chronos.supervisor import FLUSH_CHUNK
+
+    job = await create(supervisor, "burst")
+    claimed = [execution(job, after=timedelta(seconds=k)) for k in range(FLUSH_CHUNK + 300)]
+    assert all(await supervisor.claim(claimed))
+    now = utcnow()
+    done = [e.model_copy(update={"status": ExecutionStatus.success, "started_at": now, "finished_at": now}) for e in claimed]
+    chunks, save = [], supervisor.store.save_executions
+
+    def failing_second(batch, runtime=()):
+        chunks.append(len(batch))
+        if len(chunks) == 2:
+            raise OSError("disk full")
+        return save(batch, runtime=runtime)
+
+    monkeypatch.setattr(supervisor.store, "save_executions", failing_second)
+    with pytest.raises(OSError):
+        await supervisor.report(done)
+    assert chunks == [FLUSH_CHUNK, 300]
+
+    def final() -> int:
+        with supervisor.store.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM executions WHERE status = 'success'")).scalar_one()
+
+    assert final() == FLUSH_CHUNK
+    await supervisor.flush()
+    assert final() == len(done) and chunks[2:] == [300]
+
+
 async def test_get_job_shows_the_last_final_report(supervisor):
     job = await create(supervisor, "hook")
     assert (await supervisor.get_job("hook")).last_run is None
