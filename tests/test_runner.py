@@ -12,7 +12,7 @@ from chronos.dispatcher import Outcome
 from chronos.models import Execution, ExecutionStatus, Job, Trigger
 import chronos.host
 from chronos.host import JobHost
-from chronos.runner import CLAIM_LEAD, JobRunner
+from chronos.runner import CLAIM_LEAD, MAX_CLAIM_LEAD, JobRunner
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=timezone.utc)  # a Monday, 12:00 UTC
 
@@ -479,18 +479,42 @@ class PreparingWebhook(FakeWebhook):
         pass
 
 
+@pytest.mark.parametrize("every, lead", [(1, CLAIM_LEAD), (4, timedelta(seconds=1)), (60, MAX_CLAIM_LEAD)])
+async def test_a_slot_is_claimed_a_quarter_of_its_interval_ahead_within_bounds(clock, every, lead):
+    """Per-second jobs claim mid-second, between bursts; jobs with longer
+    intervals claim earlier, time for a large burst's claims to be written."""
+
+    class TimedReporter(MemoryReporter):
+        def __init__(self):
+            super().__init__()
+            self.claimed_at = {}
+
+        async def claim(self, execution):
+            self.claimed_at[execution.scheduled_at] = clock.now()
+            return await super().claim(execution)
+
+    webhook = FakeWebhook(clock, latency=0)
+    runner, reporter = runner_for(make_job(f"@every {every}s"), clock, webhook, TimedReporter())
+    runner.start()
+    for _ in range(int(every * 2.5 * 20)):
+        await clock.advance(0.05)
+    second = T0 + timedelta(seconds=2 * every)  # its interval is known: the slot before it
+    assert abs(second - reporter.claimed_at[second] - lead) <= timedelta(milliseconds=60)
+    await runner.stop()
+
+
 async def test_the_first_attempt_is_built_between_claim_and_due_instant(clock):
     webhook = PreparingWebhook(clock, statuses=[503, 200])
     job = make_job("@every 10s", retry_policy={"max_attempts": 2, "initial_interval": "1s"})
     reporter = MemoryReporter()
     runner = JobRunner(job, clock=clock, send=webhook.send, prepare=webhook.prepare, reporter=reporter)
     runner.start()
-    await clock.advance(9.8)  # claimed (CLAIM_LEAD ahead), not yet due
+    await clock.advance(9.8)  # claimed (a quarter of the interval ahead: 2.5 s), not yet due
     assert runner.next_run == T0 + timedelta(seconds=10)  # the claimed slot, not the one after
     assert [e.status for e in reporter.executions.values()] == [ExecutionStatus.pending]
     ((built_at, _, execution_id, attempt),) = webhook.prepared
     due = T0 + timedelta(seconds=10)
-    assert due - CLAIM_LEAD <= built_at < due and attempt == 1
+    assert due - MAX_CLAIM_LEAD <= built_at < due and attempt == 1
     await clock.advance(2)
     (done,) = reporter.by_status(ExecutionStatus.success)
     assert done.id == execution_id and [a.number for a in done.attempts] == [1, 2]
