@@ -94,5 +94,8 @@ class HostActor:
     async def status(self, with_jobs: bool = False):
         return await self.host.status(with_jobs)
 
+    async def settle(self, timeout: float) -> bool:
+        return await self.host.settle(timeout)
+
     async def shutdown(self) -> None:
         await self.host.shutdown()

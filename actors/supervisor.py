@@ -75,6 +75,10 @@ class SupervisorActor:
         await self._ready()
         return await self.supervisor.report(unpack(executions))
 
+    async def settle(self, timeout: float) -> bool:
+        await self._ready()
+        return await self.supervisor.settle(timeout)
+
     async def shutdown(self) -> None:
         await self._ready()
         await self.supervisor.stop()

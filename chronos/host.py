@@ -119,6 +119,20 @@ class JobHost:
         most ``REPORT_INTERVAL`` ago): a quiet moment between bursts."""
         return not self._reports
 
+    async def settle(self, timeout: float) -> bool:
+        """Wait until every job has taken its first step (slots missed before
+        the start fired or recorded) and the host has had a quiet moment (see
+        ``idle``: its catch-up burst is through; a long run may go on); False
+        after ``timeout``. The server starts its API only then: on a small node,
+        starting it beside a restore's catch-up burst slowed both."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (self.idle and all(r.caught_up for r in self.runners.values())):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     def next_runs(self) -> dict[str, Optional[datetime]]:
         return {str(job_id): r.next_run for job_id, r in self.runners.items()}
 

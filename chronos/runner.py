@@ -93,6 +93,8 @@ class JobRunner:
         self._claimed: Optional[datetime] = None  # a claimed slot waiting for its instant
         self._stopping = False
         self._changed = asyncio.Event()
+        #: The first step is taken: slots missed before the start are fired or recorded.
+        self.caught_up = False
         self._wake: Optional[asyncio.Future] = None  # ends the timer's sleep (see _sleep)
         self._parsed: Optional[tuple] = None
 
@@ -151,8 +153,9 @@ class JobRunner:
         while True:
             self._changed.clear()
             plan = self._plan()
-            after, due = await self._catch_up(after, cause, first=cause.startswith("while no"))
+            after, due = await self._catch_up(after, cause, first=not self.caught_up)
             cause = "while the job's timer was held up"
+            self.caught_up = True
             self._planned = due
             if due is None:
                 await self._changed.wait()

@@ -37,6 +37,8 @@ class Host(Protocol):
 
     async def status(self, with_jobs: bool = False) -> dict[str, Any]: ...
 
+    async def settle(self, timeout: float) -> bool: ...
+
 
 class Runtime(Protocol):
     def host_key(self, job: Job) -> str:

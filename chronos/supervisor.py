@@ -249,6 +249,12 @@ class Supervisor:
 
     # ------------------------------------------------------------ reconcile
 
+    async def settle(self, timeout: float) -> bool:
+        """True once every host has settled after the restore (:meth:`JobHost.settle`)."""
+        hosts = [await self.runtime.host(key) for key in self._hosts()]
+        results = await asyncio.gather(*(host.settle(timeout) for host in hosts), return_exceptions=True)
+        return all(result is True for result in results)
+
     async def reconcile(self, every_host: bool = False) -> None:
         async with self._lock:
             hosts = self._hosts()

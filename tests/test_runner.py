@@ -578,3 +578,18 @@ async def test_a_host_reports_each_fire_once_with_its_latest_state(clock, monkey
     live = {e.id: e for e in upstream.claims}
     assert all(e is not live[e.id] for e in batch)  # copies: the runner may go on changing its own
     await host.shutdown()
+
+
+async def test_a_restored_host_settles_once_its_catch_up_is_sent_and_reported(clock):
+    """The server starts its API after this: every job has taken its first step
+    and the states of the catch-up runs it began have gone to the supervisor."""
+    upstream = MemoryUpstream()
+    host = JobHost(upstream, clock=clock, dispatcher=PreparingWebhook(clock))
+    job = make_job("@every 10s", name="restored").model_copy(update={"anchor": T0 - timedelta(hours=1)})
+    await host.assign([(job, T0 - timedelta(minutes=5), [])])
+    assert not host.runners[job.id].caught_up
+    assert await host.settle(timeout=10)
+    assert host.runners[job.id].caught_up
+    (run,) = [e for e in upstream.claims if e.trigger is Trigger.catchup and e.status is not ExecutionStatus.skipped]
+    assert run.id in {e.id for batch in upstream.reports for e in batch}  # reported, though still running
+    await host.shutdown()
