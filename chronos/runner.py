@@ -161,7 +161,7 @@ class JobRunner:
                 await self._changed.wait()
                 after = self._replan(after, plan)
                 continue
-            if not await self._sleep(due - min(max((due - after) / 4, self._claim_lead), MAX_CLAIM_LEAD)):
+            if not await self._sleep(due - self._lead(after, due)):
                 after = self._replan(after, plan)
                 continue
             try:
@@ -177,6 +177,10 @@ class JobRunner:
             except Exception:  # a bug must not stop the job's timer
                 log.exception("job %s: slot %s could not be claimed", self.job.name, due)
             after = due
+
+    def _lead(self, after: datetime, due: datetime) -> timedelta:
+        """How long before ``due`` to claim it: a quarter of the interval, bounded."""
+        return min(max((due - after) / 4, self._claim_lead), MAX_CLAIM_LEAD)
 
     async def _fire(self, execution: Execution) -> None:
         """Fire a claimed slot at its instant, its first attempt built while it waits."""
