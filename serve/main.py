@@ -90,7 +90,7 @@ def rotate_key(
 
 #: Longest wait for the restored jobs' catch-up before the API starts anyway (a
 #: slow receiver holding a catch-up run must not keep the API down).
-SETTLE_TIMEOUT = 20.0
+SETTLE_TIMEOUT = 10.0
 
 #: Ray Serve's own low-latency settings (its performance guide): the app and the
 #: router run on the replica's main event loop instead of hopping between threads,
