@@ -149,12 +149,10 @@ class JobRunner:
 
     async def _timer_loop(self, after: datetime) -> None:
         """``after``: the last slot handled (or claimed by a previous runner)."""
-        cause = "while no scheduler was running"
         while True:
             self._changed.clear()
             plan = self._plan()
-            after, due = await self._catch_up(after, cause, first=not self.caught_up)
-            cause = "while the job's timer was held up"
+            after, due = await self._catch_up(after)
             self.caught_up = True
             self._planned = due
             if due is None:
@@ -375,7 +373,7 @@ class JobRunner:
                 + ("the job is disabled" if not self.job.enabled else "older than catchup_window"),
             )
 
-    async def _catch_up(self, after: datetime, cause: str, *, first: bool = False) -> tuple[datetime, Optional[datetime]]:
+    async def _catch_up(self, after: datetime) -> tuple[datetime, Optional[datetime]]:
         """Where the timer goes on from ``after``, and the slot that follows
         (None: the job is disabled or its schedule has ended). Slots only a little late (a
         host still starting) fire late, as scheduled; slots more than
@@ -385,7 +383,7 @@ class JobRunner:
         silently dropped. Their claims are made before the timer claims any
         later slot, so a crash in between cannot lose them.
 
-        ``first``: the runner's first step. When the gap began more than
+        The runner's first step (not yet ``caught_up``): when the gap began more than
         LATE_GRACE ago (the server was down), only the newest slot due fires
         late, like a CronJob's latest missed schedule; the others were missed
         too. A restored per-second job would otherwise fire five slots at once,
@@ -396,10 +394,12 @@ class JobRunner:
         following = schedule.next_after(after)
         now = self._clock.now()
         horizon = now - LATE_GRACE
+        first = not self.caught_up
         if first and following is not None and following <= horizon:
             horizon = max(horizon, _before_newest(schedule, horizon, now))
         if following is None or following > horizon:
             return after, following
+        cause = "while no scheduler was running" if first else "while the job's timer was held up"
         claimed = await self._claim_missed(after, horizon, cause)
         if claimed:
             self._spawn(self._run_in_turn(claimed))
