@@ -22,9 +22,11 @@ async def create(sup: Supervisor, name: str):
     return await sup.create_job(parse_job({"name": name, "schedule": NEVER, "webhook": {"url": "http://127.0.0.1:9/"}}))
 
 
-def rows(sup: Supervisor) -> int:
+def rows(sup: Supervisor, status: str | None = None) -> int:
+    """Execution rows in the store (with ``status``, only those)."""
+    where, params = (" WHERE status = :status", {"status": status}) if status else ("", {})
     with sup.store.engine.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM executions")).scalar_one()
+        return conn.execute(text("SELECT count(*) FROM executions" + where), params).scalar_one()
 
 
 def execution(job, after: timedelta = timedelta(0)) -> Execution:
@@ -90,14 +92,9 @@ async def test_a_large_report_is_written_in_chunks_and_a_failed_chunk_is_kept(su
     with pytest.raises(OSError):
         await supervisor.report(done)
     assert chunks == [FLUSH_CHUNK, 300]
-
-    def final() -> int:
-        with supervisor.store.engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM executions WHERE status = 'success'")).scalar_one()
-
-    assert final() == FLUSH_CHUNK
+    assert rows(supervisor, "success") == FLUSH_CHUNK
     await supervisor.flush()
-    assert final() == len(done) and chunks[2:] == [300]
+    assert rows(supervisor, "success") == len(done) and chunks[2:] == [300]
 
 
 async def test_get_job_shows_the_last_final_report(supervisor):
