@@ -256,6 +256,10 @@ class Supervisor:
         return all(result is True for result in results)
 
     async def reconcile(self, every_host: bool = False) -> None:
+        """Check that hosts (RECONCILE_HOSTS a round) hold exactly their jobs.
+        Hosts are asked without the lock: a dedicated host whose process is still
+        starting answers only seconds later, and creates, edits and deletes must
+        not wait for it. What to repair is decided under the lock."""
         async with self._lock:
             hosts = self._hosts()
             keys = list(hosts)
@@ -263,28 +267,35 @@ class Supervisor:
                 start = self._turn % len(keys)
                 keys = (keys + keys)[start : start + RECONCILE_HOSTS]
                 self._turn = start + RECONCILE_HOSTS
-            results = await asyncio.gather(
-                *(self._reconcile_host(key, *hosts[key]) for key in keys), return_exceptions=True
-            )
-            for key, result in zip(keys, results):
-                if isinstance(result, BaseException):
-                    log.warning("reconcile of host %s failed: %r", key, result)
+        results = await asyncio.gather(
+            *(self._reconcile_host(key, *hosts[key]) for key in keys), return_exceptions=True
+        )
+        for key, result in zip(keys, results):
+            if isinstance(result, BaseException):
+                log.warning("reconcile of host %s failed: %r", key, result)
 
     async def _reconcile_host(self, key: str, job_ids: set[UUID], expected: int) -> None:
-        host = await self.runtime.host(key)
-        try:
-            status = await host.status()
-        except HostGone:
-            log.warning("host %s is gone: recreating it", key)
-            host = await self.runtime.host(key)
-            status = await host.status()
-        if status["count"] == len(job_ids) and status["digest"] == expected:
+        host = await self.runtime.host(key, create=False)
+        status = await _status(host) if host is not None else None
+        if status is not None and status["count"] == len(job_ids) and status["digest"] == expected:
             return
+        if status is None:
+            async with self._lock:
+                if not self._placed_on(key, job_ids):
+                    return  # its jobs went meanwhile: no host to make
+                log.warning("host %s is missing: creating it", key)
+                host = await self.runtime.host(key)
         status = await host.status(with_jobs=True)
-        hosted = set(status["jobs"])
-        missing = [self._jobs[i] for i in job_ids if str(i) not in hosted and i in self._jobs]
-        if missing:
-            await host.assign(await self._io(self._recovery, missing, set(status["running"])))
+        async with self._lock:
+            hosted = set(status["jobs"])
+            missing = [job for job in self._placed_on(key, job_ids) if str(job.id) not in hosted]
+            if missing:
+                await host.assign(await self._io(self._recovery, missing, set(status["running"])))
+
+    def _placed_on(self, key: str, job_ids: set[UUID]) -> list[Job]:
+        """Those of ``job_ids`` that still exist and still belong on host ``key``
+        (a reconcile's snapshot ages while it waits for the host)."""
+        return [job for i in job_ids if (job := self._jobs.get(i)) is not None and self.runtime.host_key(job) == key]
 
     def _recovery(self, jobs: list[Job], running: set[str]) -> list[tuple]:
         """For each job: its last claimed slot, and its unfinished executions
@@ -476,3 +487,11 @@ class Supervisor:
             await coro
         except HostGone:
             pass  # reconcile sees to it
+
+
+async def _status(host: Host) -> Optional[dict]:
+    """A host's count and digest, or None if it is gone."""
+    try:
+        return await host.status()
+    except HostGone:
+        return None

@@ -204,6 +204,38 @@ async def test_reconcile_leaves_a_matching_host_alone(supervisor, monkeypatch):
     assert asked == [False]  # the digest matched: no job list shipped
 
 
+async def test_a_host_slow_to_answer_a_reconcile_holds_up_no_create(make_supervisor, monkeypatch):
+    """A dedicated host whose process is still starting answers seconds later:
+    creates and deletes go on meanwhile, and what the reconcile then repairs is
+    decided on the jobs as they are by then (a deleted job is not given back)."""
+    sup = await make_supervisor(lambda s: LocalRuntime(s, placement="dedicated"))
+    await create(sup, "slow")
+    doomed = await create(sup, "doomed")
+    await asyncio.sleep(0)  # the background assigns
+    slow, gone = sup.runtime.hosts["chronos:job:slow"], sup.runtime.hosts["chronos:job:doomed"]
+    await gone.remove(doomed.id)  # a mismatch the reconcile will want to repair
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    def held(status):
+        async def status_when_released(with_jobs=False):
+            started.set()
+            await release.wait()
+            return await status(with_jobs)
+        return status_when_released
+
+    monkeypatch.setattr(slow, "status", held(slow.status))
+    monkeypatch.setattr(gone, "status", held(gone.status))
+    reconcile = asyncio.create_task(sup.reconcile(every_host=True))
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(create(sup, "meanwhile"), 5)
+    await asyncio.wait_for(sup.delete_job("doomed"), 5)
+    release.set()
+    await asyncio.wait_for(reconcile, 5)
+    assert doomed.id not in gone.runners and "chronos:job:doomed" not in sup.runtime.hosts
+    assert set(sup.runtime.hosts) == {"chronos:job:slow", "chronos:job:meanwhile"}
+
+
 async def test_reconcile_checks_many_hosts_in_turn(make_supervisor, monkeypatch):
     from chronos import supervisor as module
 
