@@ -8,8 +8,13 @@ status), and no slot of the measured window was missed: every job has a
 missed-run record), delivered to the receiver. Prints request and fire-lag
 figures.
 
-Usage: ``bench/load.py --jobs 1000 --clients 16 --duration 60``.
-``tests/test_load.py`` runs a scaled-down version.
+The receiver: nginx (``common.Nginx``, its access log is the record) from the
+command line, so the fire lag is the scheduler's; the Python receiver of the
+tests (in this process, beside the client threads, which adds its own
+queueing at 1,000 requests/s) for ``tests/test_load.py``, which runs a
+scaled-down version where nginx may not be installed.
+
+Usage: ``bench/load.py --jobs 1000 --clients 16 --duration 60 [--receiver python]``.
 """
 
 from __future__ import annotations
@@ -79,20 +84,44 @@ class Client(threading.Thread):
         return "GET", f"{self.api}/jobs/does-not-exist", {}, (404,)
 
 
+class Delivered:
+    """What a receiver took: (job, scheduled, arrived) per request, epoch seconds."""
+
+    def __init__(self, kind: str):
+        if kind == "nginx":
+            from common import Nginx  # psutil and nginx: bench-only needs
+
+            self.receiver = Nginx()
+        else:
+            self.receiver = ThreadedReceiver()
+        self.kind = kind
+
+    def url(self, name: str) -> str:
+        # nginx logs the job's name from its header; the Python receiver keeps the path
+        return self.receiver.url if self.kind == "nginx" else self.receiver.url(f"/{name}")
+
+    def requests(self) -> list[tuple[str, float, float]]:
+        if self.kind == "nginx":
+            return [(h.job, h.scheduled, h.arrived) for h in self.receiver.new_hits()]
+        return [(q.path[1:], parse_time(q.headers["X-Chronos-Scheduled-Time"]).timestamp(), q.time)
+                for q in self.receiver.requests]
+
+
 def run(jobs: int, clients: int, duration: float, *, workdir: Path, pool_size: int | None = None, warmup: float = 5.0,
-        log=print) -> dict:
+        receiver: str = "python", log=print) -> dict:
     env = {"CHRONOS_PLACEMENT": "pooled"} | ({} if pool_size is None else {"CHRONOS_POOL_SIZE": str(pool_size)})
     server = Server(workdir / "data", env=env)
     api = Api(server.url)
-    report: dict = {"violations": []}
-    with ThreadedReceiver() as receiver:
+    report: dict = {"violations": [], "receiver": receiver}
+    delivered = Delivered(receiver)
+    with delivered.receiver:
         try:
             report["start_s"] = round(server.start(), 1)
             began = time.monotonic()
             names = [f"load-{i:04d}" for i in range(jobs)]
 
             def create(name):
-                spec = {"name": name, "schedule": "*/1 * * * * *", "webhook": {"url": receiver.url(f"/{name}")},
+                spec = {"name": name, "schedule": "*/1 * * * * *", "webhook": {"url": delivered.url(name)},
                         "tags": {"suite": "load"}}
                 Api(server.url).call("POST", "/jobs", json=spec, expect=(201,))
 
@@ -114,7 +143,8 @@ def run(jobs: int, clients: int, duration: float, *, workdir: Path, pool_size: i
             report.update(api_figures(workers, duration))
             report["violations"] += [f for w in workers for f in w.failures][:100]
             time.sleep(10)  # the window's last slots fire (late under load) and their reports reach the store
-            report.update(slot_figures(api, receiver, names, window_start, window_end - 2 * SECOND, report["violations"]))
+            report.update(slot_figures(api, delivered.requests(), names, window_start, window_end - 2 * SECOND,
+                                       report["violations"]))
         finally:
             server.stop()
     return report
@@ -132,13 +162,13 @@ def api_figures(workers: list[Client], duration: float) -> dict:
     }
 
 
-def slot_figures(api: Api, receiver, names: list[str], start: datetime, end: datetime, violations: list) -> dict:
+def slot_figures(api: Api, requests: list[tuple[str, float, float]], names: list[str], start: datetime, end: datetime,
+                 violations: list) -> dict:
     """Every second of the window, for every job: a scheduled execution, delivered."""
     first = start.replace(microsecond=0) + SECOND
     slots = [first + k * SECOND for k in range(int((end - first) / SECOND))]
-    delivered = {(q.path[1:], q.headers["X-Chronos-Scheduled-Time"]) for q in receiver.requests}
-    lags = [q.time - parse_time(q.headers["X-Chronos-Scheduled-Time"]).timestamp() for q in receiver.requests
-            if start <= parse_time(q.headers["X-Chronos-Scheduled-Time"]) <= end]
+    delivered = {(job, scheduled) for job, scheduled, _ in requests}
+    lags = [arrived - scheduled for _, scheduled, arrived in requests if start.timestamp() <= scheduled <= end.timestamp()]
     statuses: Counter = Counter()
     missed = 0
     for name in names:
@@ -147,10 +177,11 @@ def slot_figures(api: Api, receiver, names: list[str], start: datetime, end: dat
         statuses.update(e["status"] for e in items if start <= parse_time(e["scheduled_at"]) <= end)
         for slot in slots:
             stamp = slot.strftime("%Y-%m-%dT%H:%M:%SZ")
-            if slot not in scheduled or (name, stamp) not in delivered:
+            sent = (name, slot.timestamp()) in delivered
+            if slot not in scheduled or not sent:
                 missed += 1
                 if missed <= 50:
-                    violations.append(f"{name}: slot {stamp} missed (stored: {slot in scheduled}, delivered: {(name, stamp) in delivered})")
+                    violations.append(f"{name}: slot {stamp} missed (stored: {slot in scheduled}, delivered: {sent})")
     return {
         "slots_expected": len(slots) * len(names),
         "slots_missed": missed,
@@ -169,10 +200,13 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--pool-size", type=int, help="CHRONOS_POOL_SIZE [default: the server's, one per core]")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--receiver", choices=("nginx", "python"), default="nginx",
+                        help="nginx (apt-get install nginx-light) or the tests' Python receiver")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="chronos-load-"))
     print(f"workdir {workdir}")
-    report = run(args.jobs, args.clients, args.duration, workdir=workdir, pool_size=args.pool_size)
+    report = run(args.jobs, args.clients, args.duration, workdir=workdir, pool_size=args.pool_size,
+                 receiver=args.receiver)
     return print_report(report)
 
 
