@@ -8,6 +8,7 @@ custom resource each node declares: one slot per dedicated host actor.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Optional
 
 import ray
@@ -15,12 +16,13 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from chronos.egress import DEFAULT_POLICY
 from chronos.errors import CapacityExhausted
-from chronos.runtime import HostGone, host_key, pool_key
+from chronos.runtime import JOB_PREFIX, POOL_PREFIX, HostGone, host_key, pool_key
 
 from chronos.actors.ray_host import HostActor
 from chronos.actors.wire import pack_assignments
 
 SLOT_RESOURCE = "chronos_job_slots"
+log = logging.getLogger(__name__)
 CALL_TIMEOUT = 10.0  # a host that does not answer in 10 s is treated as gone
 
 
@@ -62,10 +64,30 @@ class RayRuntime:
         """A pool's hosts are known before any job is: create them at once, so
         their processes start while the supervisor loads the store (restore
         time on a small node is mostly processes starting)."""
+        self._drop_strays()
         if self._placement != "pooled":
             return
         for key in map(pool_key, range(self._pool_size)):
             self._handles[key] = self._lookup(key) or self._create(key)
+
+    def _drop_strays(self) -> None:
+        """Hosts outlive a restart on a cluster. Those the settings no longer
+        name (a pool host beyond a smaller pool, every pool host after a switch
+        to dedicated, every job host after a switch to pooled) would go on
+        claiming and firing their jobs with specs no edit reaches: stop them.
+        Their unfinished executions are resumed by the jobs' new hosts."""
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["namespace"] == self._namespace and self._stray(actor["name"]):
+                log.warning("stopping host %s: the placement settings no longer name it", actor["name"])
+                handle = self._lookup(actor["name"])
+                if handle is not None:
+                    ray.kill(handle, no_restart=True)
+
+    def _stray(self, name: str) -> bool:
+        if self._placement == "pooled":
+            pool = {pool_key(n) for n in range(self._pool_size)}
+            return name.startswith(JOB_PREFIX) or (name.startswith(POOL_PREFIX) and name not in pool)
+        return name.startswith(POOL_PREFIX)
 
     async def host(self, key: str, *, create: bool = True) -> Optional[RayHost]:
         handle = self._handles.get(key)
@@ -89,14 +111,14 @@ class RayRuntime:
     def _create(self, key: str):
         options = dict(name=key, namespace=self._namespace, lifetime="detached", get_if_exists=True)
         options["scheduling_strategy"] = "SPREAD"
-        if key.startswith("chronos:job:"):
+        if key.startswith(JOB_PREFIX):
             self._admit()
             options["resources"] = {SLOT_RESOURCE: 1}
         return HostActor.options(**options).remote(key, self._namespace, self._egress)
 
     def _admit(self) -> None:
         capacity = int(ray.cluster_resources().get(SLOT_RESOURCE, 0))
-        used = sum(1 for k in self._handles if k.startswith("chronos:job:"))
+        used = sum(1 for k in self._handles if k.startswith(JOB_PREFIX))
         if used >= capacity:
             raise CapacityExhausted(
                 f"all {capacity} dedicated job slots are in use: add a node "

@@ -54,15 +54,18 @@ class Runtime(Protocol):
     async def close(self) -> None: ...
 
 
+JOB_PREFIX, POOL_PREFIX = "chronos:job:", "chronos:pool:"
+
+
 def host_key(job: Job, placement: str, pool_size: int) -> str:
     if placement == "dedicated":
-        return f"chronos:job:{job.name}"
+        return f"{JOB_PREFIX}{job.name}"
     digest = hashlib.blake2b(job.id.bytes, digest_size=8).digest()
     return pool_key(int.from_bytes(digest, "big") % pool_size)
 
 
 def pool_key(n: int) -> str:
-    return f"chronos:pool:{n}"
+    return f"{POOL_PREFIX}{n}"
 
 
 class LocalRuntime:

@@ -242,3 +242,31 @@ def _assert_no_duplicate_slots(requests):
         by_slot.setdefault((job_id, slot), set()).add(execution_id)
     doubled = {k: v for k, v in by_slot.items() if len(v) > 1}
     assert not doubled, f"slots delivered under two execution ids: {doubled}"
+
+
+async def test_hosts_the_settings_no_longer_name_are_stopped(ray_session):
+    """Hosts outlive a restart on a cluster: after a smaller pool, or a switch of
+    placement, the old hosts must not go on claiming and firing their jobs."""
+    from chronos.actors.runtime import RayRuntime
+
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+
+    async def hosts_become(expected: set[str]) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            actors = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
+            names = {a["name"] for a in actors if a["namespace"] == namespace}
+            if names == expected or time.monotonic() > deadline:
+                assert names == expected
+                return
+            await asyncio.sleep(0.2)
+
+    def start(placement: str, pool_size: int) -> None:
+        RayRuntime(placement=placement, pool_size=pool_size, namespace=namespace).start_pool()
+
+    await asyncio.to_thread(start, "pooled", 3)
+    await hosts_become({"chronos:pool:0", "chronos:pool:1", "chronos:pool:2"})
+    await asyncio.to_thread(start, "pooled", 1)
+    await hosts_become({"chronos:pool:0"})
+    await asyncio.to_thread(start, "dedicated", 1)
+    await hosts_become(set())

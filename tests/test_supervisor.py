@@ -176,6 +176,9 @@ async def test_a_job_without_a_host_is_not_kept(make_supervisor):
 
 
 async def test_reconcile_refills_a_host_whose_jobs_differ_even_in_equal_number(supervisor):
+    """A host that lost a job and runs one that is not its own (deleted while it
+    was away, or placed elsewhere by a new pool size) gets its job back and
+    stops the stranger, which would otherwise claim and fire with a stale spec."""
     a, b = await create(supervisor, "a"), await create(supervisor, "b")
     await asyncio.sleep(0)  # the background assigns
     await supervisor.reconcile()
@@ -190,7 +193,7 @@ async def test_reconcile_refills_a_host_whose_jobs_differ_even_in_equal_number(s
     await host.assign([(Job(**stranger.model_dump()), None, [])])
     assert (await host.status())["count"] == 2
     await supervisor.reconcile()
-    assert b.id in host.runners
+    assert set(host.runners) == {a.id, b.id}
 
 
 async def test_reconcile_leaves_a_matching_host_alone(supervisor, monkeypatch):
