@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from functools import partial
-from typing import Any, Callable, Iterable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 from uuid import UUID
 
 from chronos.errors import Conflict, JobNotFound, NotFound, Unavailable
@@ -281,28 +281,28 @@ class Supervisor:
             return
         if status is None:
             async with self._lock:
-                if not self._placed_on(key, job_ids):
+                if not self._placed(key):
                     return  # its jobs went meanwhile: no host to make
                 log.warning("host %s is missing: creating it", key)
                 host = await self.runtime.host(key)
         status = await host.status(with_jobs=True)
-        async with self._lock:
-            hosted = {UUID(job_id) for job_id in status["jobs"]}
+        async with self._lock:  # decided on the placement as it is now, not the snapshot's
+            placed, hosted = self._placed(key), {UUID(job_id) for job_id in status["jobs"]}
             # Not its own: deleted while it was away, or moved by a new pool size. Left
             # running, it would claim and fire them with specs no edit reaches.
-            strangers = hosted - {job.id for job in self._placed_on(key, hosted)}
+            strangers = hosted - placed
             if strangers:
                 log.warning("host %s runs %d job(s) placed elsewhere or deleted: stopping them", key, len(strangers))
                 for job_id in strangers:
                     await host.remove(job_id)
-            missing = [job for job in self._placed_on(key, job_ids) if job.id not in hosted]
+            missing = [self._jobs[job_id] for job_id in placed - hosted]
             if missing:
                 await host.assign(await self._io(self._recovery, missing, set(status["running"])))
 
-    def _placed_on(self, key: str, job_ids: Iterable[UUID]) -> list[Job]:
-        """Those of ``job_ids`` that still exist and still belong on host ``key``
-        (a reconcile's snapshot ages while it waits for the host)."""
-        return [job for i in job_ids if (job := self._jobs.get(i)) is not None and self.runtime.host_key(job) == key]
+    def _placed(self, key: str) -> set[UUID]:
+        """The ids of the jobs placed on host ``key`` now (a reconcile's snapshot
+        ages while it waits for the host)."""
+        return self._hosts().get(key, (set(), 0))[0]
 
     def _recovery(self, jobs: list[Job], running: set[str]) -> list[tuple]:
         """For each job: its last claimed slot, and its unfinished executions
