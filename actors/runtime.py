@@ -76,12 +76,21 @@ class RayRuntime:
         to dedicated, every job host after a switch to pooled) would go on
         claiming and firing their jobs with specs no edit reaches: stop them.
         Their unfinished executions are resumed by the jobs' new hosts."""
-        for actor in ray.util.list_named_actors(all_namespaces=True):
-            if actor["namespace"] == self._namespace and self._stray(actor["name"]):
-                log.warning("stopping host %s: the placement settings no longer name it", actor["name"])
-                handle = self._lookup(actor["name"])
+        for name in self._names():
+            if self._stray(name):
+                log.warning("stopping host %s: the placement settings no longer name it", name)
+                handle = self._lookup(name)
                 if handle is not None:
                     ray.kill(handle, no_restart=True)
+
+    def _names(self) -> list[str]:
+        """The hosts in our namespace (the supervisor and Serve's actors are named too)."""
+        actors = ray.util.list_named_actors(all_namespaces=True)
+        return [a["name"] for a in actors
+                if a["namespace"] == self._namespace and a["name"].startswith((JOB_PREFIX, POOL_PREFIX))]
+
+    async def names(self) -> list[str]:
+        return await asyncio.to_thread(self._names)
 
     def _stray(self, name: str) -> bool:
         if self._placement == "pooled":

@@ -51,6 +51,9 @@ class Runtime(Protocol):
     async def drop(self, key: str) -> None:
         """Destroy a host that holds no more jobs (dedicated placement)."""
 
+    async def names(self) -> list[str]:
+        """The keys of the hosts that exist now, whoever made them."""
+
     async def close(self) -> None: ...
 
 
@@ -90,6 +93,9 @@ class LocalRuntime:
         host = self.hosts.pop(key, None)
         if host:
             await host.shutdown()
+
+    async def names(self) -> list[str]:
+        return list(self.hosts)
 
     async def kill(self, key: str) -> None:
         """Simulate a crash: the host vanishes without a word (tests)."""

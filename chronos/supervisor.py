@@ -47,7 +47,7 @@ from chronos.models import (
     utcnow,
 )
 from chronos.host import digest
-from chronos.runtime import Host, HostGone, Runtime
+from chronos.runtime import JOB_PREFIX, Host, HostGone, Runtime
 from chronos.schedules import parse_schedule
 from chronos.store import Store, parse_uuid
 
@@ -102,6 +102,7 @@ class Supervisor:
         for job in await self._io(self.store.all_jobs):
             self._remember(job)
         loaded = time.monotonic()
+        await self._stop_orphans()
         await self.reconcile(every_host=True)
         log.info("restored %d jobs: loaded in %.1fs, assigned to their hosts in %.1fs",
                  len(self._jobs), loaded - started, time.monotonic() - loaded)
@@ -274,6 +275,26 @@ class Supervisor:
             if isinstance(result, BaseException):
                 log.warning("reconcile of host %s failed: %r", key, result)
 
+    async def _stop_orphans(self) -> None:
+        """Hosts outlive the supervisor on a cluster, and one may run a job no
+        stored job is placed on it as: a dedicated host named after a job's old
+        name (the supervisor died between a rename's write and stopping the old
+        host), or any host running a job the store does not hold (a store
+        brought back from a backup older than the job). Left alone, it would go
+        on claiming and firing a spec no edit reaches. A dedicated host is
+        stopped, a pool host emptied (the reconcile checks only hosts with jobs
+        placed on them). Done before the first reconcile, so the jobs' own hosts
+        then resume their unfinished executions."""
+        placed = self._hosts()
+        for key in await self.runtime.names():
+            if key in placed:
+                continue
+            if key.startswith(JOB_PREFIX):
+                log.warning("stopping host %s: no stored job is placed on it", key)
+                await self.runtime.drop(key)
+            else:
+                await self._reconcile_host(key, set(), digest(set()))
+
     async def _reconcile_host(self, key: str, job_ids: set[UUID], expected: int) -> None:
         host = await self.runtime.host(key, create=False)
         status = await _status(host) if host is not None else None
@@ -386,7 +407,7 @@ class Supervisor:
             host = await self.runtime.host(key, create=False)
             if host:
                 await self._quietly(host.remove(job.id))
-            if key.startswith("chronos:job:"):
+            if key.startswith(JOB_PREFIX):
                 await self.runtime.drop(key)
             await self._delete(job)
 

@@ -266,6 +266,8 @@ async def test_hosts_the_settings_no_longer_name_are_stopped(ray_session):
 
     await asyncio.to_thread(start, "pooled", 3)
     await hosts_become({"chronos:pool:0", "chronos:pool:1", "chronos:pool:2"})
+    runtime = RayRuntime(placement="dedicated", pool_size=1, namespace=namespace)
+    assert sorted(await runtime.names()) == ["chronos:pool:0", "chronos:pool:1", "chronos:pool:2"]
     await asyncio.to_thread(start, "pooled", 1)
     await hosts_become({"chronos:pool:0"})
     await asyncio.to_thread(start, "dedicated", 1)

@@ -255,3 +255,52 @@ async def test_reconcile_checks_many_hosts_in_turn(make_supervisor, monkeypatch)
     checked.clear()
     await sup.reconcile(every_host=True)
     assert len(checked) == 5
+
+
+async def test_hosts_running_jobs_no_stored_job_is_placed_on_are_stopped_at_start(make_supervisor):
+    """Hosts outlive the supervisor on a cluster. After a crash between a rename's
+    write and stopping the old host, or with a store older than a job, a host may
+    run a job under a name, or a job, that the store does not place there: left
+    alone it would claim and fire a spec no edit reaches."""
+    first = await make_supervisor(lambda s: LocalRuntime(s, placement="dedicated"))
+    renamed, unknown = await create(first, "old-name"), await create(first, "unknown")
+    await asyncio.sleep(0)  # the background assigns
+    survivors = crash(first)
+    first.store.update_job(renamed.model_copy(update={"name": "new-name"}))  # the rename's write
+    first.store.delete_job(unknown.id)  # as if the store were older than the job
+    old_host = survivors["chronos:job:old-name"]
+
+    sup = await make_supervisor(restarted(survivors, placement="dedicated"))
+    assert set(sup.runtime.hosts) == {"chronos:job:new-name"}
+    assert not old_host.runners
+    assert set(sup.runtime.hosts["chronos:job:new-name"].runners) == {renamed.id}
+
+
+async def test_a_pool_host_no_stored_job_is_placed_on_is_emptied_at_start(make_supervisor):
+    """The reconcile checks the hosts that jobs are placed on; a pool host that
+    holds only jobs the store does not (a store older than its jobs) is emptied."""
+    first = await make_supervisor()
+    unknown = await create(first, "unknown")
+    await asyncio.sleep(0)  # the background assign
+    survivors = crash(first)
+    first.store.delete_job(unknown.id)
+
+    sup = await make_supervisor(restarted(survivors))
+    (host,) = sup.runtime.hosts.values()
+    assert not host.runners
+
+
+def crash(sup: Supervisor) -> dict:
+    """The supervisor dies (its loops stop); its hosts live on: returned."""
+    for task in sup._tasks:
+        task.cancel()
+    return dict(sup.runtime.hosts)
+
+
+def restarted(survivors: dict, **options):
+    """A runtime factory for a new supervisor that finds ``survivors`` running."""
+    def make(sup):
+        runtime = LocalRuntime(sup, **options)
+        runtime.hosts.update(survivors)
+        return runtime
+    return make
