@@ -268,12 +268,7 @@ class Supervisor:
                 start = self._turn % len(keys)
                 keys = (keys + keys)[start : start + RECONCILE_HOSTS]
                 self._turn = start + RECONCILE_HOSTS
-        results = await asyncio.gather(
-            *(self._reconcile_host(key, *hosts[key]) for key in keys), return_exceptions=True
-        )
-        for key, result in zip(keys, results):
-            if isinstance(result, BaseException):
-                log.warning("reconcile of host %s failed: %r", key, result)
+        await self._for_hosts(keys, lambda key: self._reconcile_host(key, *hosts[key]), "reconcile")
 
     async def _stop_orphans(self) -> None:
         """Hosts outlive the supervisor on a cluster, and one may run a job no
@@ -286,14 +281,23 @@ class Supervisor:
         placed on them). Done before the first reconcile, so the jobs' own hosts
         then resume their unfinished executions."""
         placed = self._hosts()
-        for key in await self.runtime.names():
-            if key in placed:
-                continue
-            if key.startswith(JOB_PREFIX):
-                log.warning("stopping host %s: no stored job is placed on it", key)
-                await self.runtime.drop(key)
-            else:
-                await self._reconcile_host(key, set(), digest(set()))
+        orphans = [key for key in await self.runtime.names() if key not in placed]
+        await self._for_hosts(orphans, self._stop_orphan, "stopping the jobs")
+
+    async def _stop_orphan(self, key: str) -> None:
+        if key.startswith(JOB_PREFIX):
+            log.warning("stopping host %s: no stored job is placed on it", key)
+            await self.runtime.drop(key)
+        else:
+            await self._reconcile_host(key, set(), digest(set()))
+
+    @staticmethod
+    async def _for_hosts(keys: list[str], step: Callable[[str], Any], what: str) -> None:
+        """``step`` on every host at once; a host that fails it is logged, not fatal."""
+        results = await asyncio.gather(*(step(key) for key in keys), return_exceptions=True)
+        for key, result in zip(keys, results):
+            if isinstance(result, BaseException):
+                log.warning("%s of host %s failed: %r", what, key, result)
 
     async def _reconcile_host(self, key: str, job_ids: set[UUID], expected: int) -> None:
         host = await self.runtime.host(key, create=False)

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from chronos.errors import CapacityExhausted, JobNotFound
 from chronos.models import Execution, ExecutionStatus, Job, parse_job, utcnow
-from chronos.runtime import LocalRuntime
+from chronos.runtime import HostGone, LocalRuntime
 from chronos.supervisor import Supervisor
 
 NEVER = "0 0 1 1 *"  # once a year: no timer fires during a test
@@ -288,6 +288,32 @@ async def test_a_pool_host_no_stored_job_is_placed_on_is_emptied_at_start(make_s
     sup = await make_supervisor(restarted(survivors))
     (host,) = sup.runtime.hosts.values()
     assert not host.runners
+
+
+async def test_a_host_that_cannot_be_stopped_does_not_stop_the_start(make_supervisor):
+    first = await make_supervisor(lambda s: LocalRuntime(s, placement="dedicated"))
+    job, unknown = await create(first, "kept"), await create(first, "unknown")
+    await asyncio.sleep(0)  # the background assigns
+    survivors = crash(first)
+    first.store.delete_job(unknown.id)
+
+    class Unreachable(LocalRuntime):
+        refuse = True  # while the supervisor starts
+
+        async def drop(self, key):
+            if self.refuse:
+                raise HostGone("no answer")
+            await super().drop(key)
+
+    def make(sup):
+        runtime = Unreachable(sup, placement="dedicated")
+        runtime.hosts.update(survivors)
+        return runtime
+
+    sup = await make_supervisor(make)
+    sup.runtime.refuse = False
+    assert set(sup.runtime.hosts["chronos:job:kept"].runners) == {job.id}
+    assert (await sup.get_job("kept")).id == job.id
 
 
 def crash(sup: Supervisor) -> dict:
