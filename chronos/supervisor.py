@@ -271,15 +271,15 @@ class Supervisor:
         await self._for_hosts(keys, lambda key: self._reconcile_host(key, *hosts[key]), "reconcile")
 
     async def _stop_orphans(self) -> None:
-        """Hosts outlive the supervisor on a cluster, and one may run a job no
-        stored job is placed on it as: a dedicated host named after a job's old
-        name (the supervisor died between a rename's write and stopping the old
-        host), or any host running a job the store does not hold (a store
-        brought back from a backup older than the job). Left alone, it would go
-        on claiming and firing a spec no edit reaches. A dedicated host is
-        stopped, a pool host emptied (the reconcile checks only hosts with jobs
-        placed on them). Done before the first reconcile, so the jobs' own hosts
-        then resume their unfinished executions."""
+        """Hosts outlive the supervisor on a cluster, and one may run jobs the
+        store does not place on it: a dedicated host still named after a job's
+        old name (the supervisor died between a rename's write and stopping the
+        old host), or any host running jobs the store does not hold (a store
+        brought back from a backup older than them). Left alone, it would go on
+        claiming and firing specs no edit reaches. The reconcile visits only
+        hosts that jobs are placed on; these are stopped (a dedicated host) or
+        emptied (a pool host) here, before the first reconcile, so the jobs'
+        own hosts then resume their unfinished executions."""
         placed = self._hosts()
         orphans = [key for key in await self.runtime.names() if key not in placed]
         await self._for_hosts(orphans, self._stop_orphan, "stopping the jobs")

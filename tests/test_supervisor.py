@@ -291,6 +291,7 @@ async def test_a_pool_host_no_stored_job_is_placed_on_is_emptied_at_start(make_s
 
 
 async def test_a_host_that_cannot_be_stopped_does_not_stop_the_start(make_supervisor):
+    """A host that does not answer is logged: the supervisor starts and hosts its jobs."""
     first = await make_supervisor(lambda s: LocalRuntime(s, placement="dedicated"))
     job, unknown = await create(first, "kept"), await create(first, "unknown")
     await asyncio.sleep(0)  # the background assigns
@@ -305,12 +306,7 @@ async def test_a_host_that_cannot_be_stopped_does_not_stop_the_start(make_superv
                 raise HostGone("no answer")
             await super().drop(key)
 
-    def make(sup):
-        runtime = Unreachable(sup, placement="dedicated")
-        runtime.hosts.update(survivors)
-        return runtime
-
-    sup = await make_supervisor(make)
+    sup = await make_supervisor(restarted(survivors, Unreachable, placement="dedicated"))
     sup.runtime.refuse = False
     assert set(sup.runtime.hosts["chronos:job:kept"].runners) == {job.id}
     assert (await sup.get_job("kept")).id == job.id
@@ -323,10 +319,10 @@ def crash(sup: Supervisor) -> dict:
     return dict(sup.runtime.hosts)
 
 
-def restarted(survivors: dict, **options):
+def restarted(survivors: dict, runtime_class=LocalRuntime, **options):
     """A runtime factory for a new supervisor that finds ``survivors`` running."""
     def make(sup):
-        runtime = LocalRuntime(sup, **options)
+        runtime = runtime_class(sup, **options)
         runtime.hosts.update(survivors)
         return runtime
     return make
