@@ -24,7 +24,7 @@ class SystemClock:
     wake in the same turn of the event loop: the requests of every job due at
     one instant all leave before any response is handled. (One timer each, woken
     a millisecond apart, let responses of the first sends be handled between
-    later sends: 500 jobs due at once, p99 lateness 88-95 -> 77-82 ms.)"""
+    later sends: 500 jobs due at once, p50 lateness 39-50 -> 32-35 ms.)"""
 
     def __init__(self) -> None:
         self._instants: dict[float, list[asyncio.Future]] = {}
