@@ -36,7 +36,7 @@ class SupervisorClient:
                     ref = self._supervisor().call.remote(method, *args, **kwargs)
                     return await asyncio.wait_for(ref, CALL_TIMEOUT)
                 except RayTaskError as e:
-                    raise e.cause if isinstance(e.cause, Exception) else e
+                    raise (e.cause if isinstance(e.cause, Exception) else e) from None
                 except RayActorError as e:  # a restarted supervisor: resolve it again, once
                     self._handle = None
                     if attempt == 2:

@@ -54,7 +54,7 @@ class SupervisorLink:
         try:
             return await getattr(self._supervisor(), method).remote(*args)
         except RayTaskError as e:
-            raise e.cause if isinstance(e.cause, Exception) else e
+            raise (e.cause if isinstance(e.cause, Exception) else e) from None
         except RayActorError as e:
             self._handle = None
             raise Unavailable(f"the supervisor is unreachable: {type(e).__name__}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Optional
+from typing import Any, Optional
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -43,7 +43,7 @@ class RayHost:
         try:
             return await asyncio.wait_for(getattr(self._handle, method).remote(*args, **kwargs), CALL_TIMEOUT)
         except RayTaskError as e:
-            raise e.cause if isinstance(e.cause, Exception) else e
+            raise (e.cause if isinstance(e.cause, Exception) else e) from None
         except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
             self._forget()
             raise HostGone(f"{type(e).__name__}: {e}") from None
@@ -98,17 +98,25 @@ class RayRuntime:
             return name.startswith(JOB_PREFIX) or (name.startswith(POOL_PREFIX) and name not in pool)
         return name.startswith(POOL_PREFIX)
 
-    async def host(self, key: str, *, create: bool = True) -> Optional[RayHost]:
+    async def host(self, key: str) -> RayHost:
+        host = await self.find(key)
+        if host is None:
+            handle = self._handles[key] = await asyncio.to_thread(self._create, key)
+            host = self._wrap(key, handle)
+        return host
+
+    async def find(self, key: str) -> Optional[RayHost]:
         handle = self._handles.get(key)
         if handle is None:
             # Lookups and creation are blocking calls to Ray's control store:
             # keep them off the supervisor's event loop.
             handle = await asyncio.to_thread(self._lookup, key)
             if handle is None:
-                if not create:
-                    return None
-                handle = await asyncio.to_thread(self._create, key)
+                return None
             self._handles[key] = handle
+        return self._wrap(key, handle)
+
+    def _wrap(self, key: str, handle: Any) -> RayHost:
         return RayHost(handle, lambda: self._handles.pop(key, None))
 
     def _lookup(self, key: str):
@@ -142,7 +150,7 @@ class RayRuntime:
 
     async def close(self) -> None:
         """Stop every host quietly: unfinished executions stay for the next start."""
-        handles = list(self._handles.values())
+        handles: list[Any] = list(self._handles.values())
         self._handles.clear()
         await asyncio.gather(*(h.shutdown.remote() for h in handles), return_exceptions=True)
         for handle in handles:

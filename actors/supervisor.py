@@ -90,7 +90,7 @@ def start_supervisor(settings: Settings, timeout: float = 120.0):
     a moment, so a dead handle is retried."""
     deadline = time.monotonic() + timeout
     while True:
-        handle = SupervisorActor.options(
+        handle = SupervisorActor.options(  # type: ignore[attr-defined]  # added by @ray.remote
             name=SUPERVISOR_NAME,
             namespace=settings.namespace,
             lifetime="detached",

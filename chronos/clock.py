@@ -33,7 +33,8 @@ class SystemClock:
         return datetime.now(timezone.utc)
 
     async def sleep_until(self, when: datetime) -> None:
-        while (delay := (when - self.now()).total_seconds()) > SLICE:
+        # Slices, not an event: the wall clock may jump, and each slice re-reads it.
+        while (delay := (when - self.now()).total_seconds()) > SLICE:  # noqa: ASYNC110
             await asyncio.sleep(SLICE)
         if delay <= 0:
             return

@@ -89,6 +89,7 @@ class SecretBox:
     def _encrypt(self, value: Any) -> Any:
         if not isinstance(value, str):  # already sealed
             return value
+        assert self._fernet is not None, "sealing needs a key"
         return {_MARK: self._fernet.encrypt(value.encode("utf-8")).decode("ascii")}
 
 

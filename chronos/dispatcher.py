@@ -348,7 +348,7 @@ class Dispatcher:
         made for another attempt or another version of the job). Returns an :class:`Outcome`;
         raises only ``asyncio.CancelledError``."""
         if hasattr(timeout, "total_seconds"):
-            timeout = timeout.total_seconds()  # type: ignore[union-attr]
+            timeout = timeout.total_seconds()
         timeout = float(timeout)
         limit = None if math.isinf(timeout) else max(0.0, timeout)
         started = time.monotonic()

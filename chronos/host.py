@@ -59,7 +59,7 @@ class JobHost:
         self._upstream = upstream
         self._clock = clock or SystemClock()
         self._dispatcher = dispatcher or Dispatcher()
-        self._where = {"node": node, "actor": actor}
+        self._node, self._actor = node, actor
         self.runners: dict[UUID, JobRunner] = {}
         self._claims: list[tuple[Execution, asyncio.Future]] = []
         self._reports: dict[UUID, Execution] = {}
@@ -80,7 +80,8 @@ class JobHost:
                 send=self._dispatcher.send,
                 prepare=self._dispatcher.prepare,
                 reporter=self,
-                **self._where,
+                node=self._node,
+                actor=self._actor,
             )
             self.runners[job.id] = runner
             runner.start(last_slot=last_slot, orphans=orphans)

@@ -191,7 +191,9 @@ class JobRunner:
             if self._admit(execution):
                 # Run it in this task: its request leaves now, not after every other
                 # runner of the host due at this instant has been woken.
-                self._begin(execution, asyncio.current_task())
+                task = asyncio.current_task()
+                assert task is not None  # _fire always runs as a task
+                self._begin(execution, task)
                 await self._execute(execution, self.job, prepared)
         except asyncio.CancelledError:
             raise
@@ -328,7 +330,7 @@ class JobRunner:
                 if not verdict.retry:
                     break
                 self._reporter.report(execution)
-                await self._clock.sleep_until(self._clock.now() + verdict.wait)
+                await self._clock.sleep_until(self._clock.now() + (verdict.wait or timedelta(0)))
             self._close(
                 execution,
                 verdict.status,

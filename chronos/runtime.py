@@ -44,9 +44,12 @@ class Runtime(Protocol):
     def host_key(self, job: Job) -> str:
         """Which host a job belongs on."""
 
-    async def host(self, key: str, *, create: bool = True) -> Optional[Host]:
+    async def host(self, key: str) -> Host:
         """The live host for ``key``, attaching to a surviving one or creating
-        it (may raise ``CapacityExhausted``); None if absent and not created."""
+        it (may raise ``CapacityExhausted``)."""
+
+    async def find(self, key: str) -> Optional[Host]:
+        """The live host for ``key``, or None if there is none (never creates one)."""
 
     async def drop(self, key: str) -> None:
         """Destroy a host that holds no more jobs (dedicated placement)."""
@@ -84,9 +87,12 @@ class LocalRuntime:
     def host_key(self, job: Job) -> str:
         return host_key(job, self._placement, self._pool_size)
 
-    async def host(self, key: str, *, create: bool = True) -> Optional[Host]:
-        if key not in self.hosts and create:
+    async def host(self, key: str) -> Host:
+        if key not in self.hosts:
             self.hosts[key] = JobHost(self._upstream, actor=key, **self._options)
+        return self.hosts[key]
+
+    async def find(self, key: str) -> Optional[Host]:
         return self.hosts.get(key)
 
     async def drop(self, key: str) -> None:

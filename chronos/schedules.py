@@ -38,12 +38,13 @@ from abc import ABC, abstractmethod
 from datetime import datetime, timedelta, timezone as _timezone
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from chronos.durations import parse_duration
 from chronos.errors import InvalidSchedule
+from chronos.zones import UnknownZone, zone
 
 __all__ = [
     "CronSchedule",
@@ -220,7 +221,8 @@ def _parse_item(item: str, spec: _Spec, field: _Field, expression: str) -> str:
     if spec is _DOW and "L" in item and item not in _MONTH_NAMES:
         m = _LAST_DOW.fullmatch(item)
         if not m or (m.group(1) not in _DOW_NAMES and not _NUMBER.fullmatch(m.group(1))):
-            raise _fail(expression, f'day-of-week: "{item}" is not valid; write the last weekday of the month as DAYL, like 5L or FRIL for the last Friday')
+            raise _fail(expression, f'day-of-week: "{item}" is not valid; write the last weekday of the month as DAYL, '
+                        "like 5L or FRIL for the last Friday")
         day = _value(m.group(1), spec, expression) % 7
         field.last_dow.append(day)
         return f"{day}L"
@@ -482,17 +484,11 @@ def _timeline(zone: str) -> _Timeline:
     return _Timeline(ZoneInfo(zone))
 
 
-@lru_cache(maxsize=1024)
 def _zone(name: str) -> ZoneInfo:
     try:
-        if not isinstance(name, str) or not name or name != name.strip():
-            raise ValueError(name)
-        if name in ("localtime", "posixrules", "Factory") or ("/" not in name and name != "UTC" and name not in available_timezones()):
-            raise ZoneInfoNotFoundError(name)  # e.g. "localtime": a file, not a zone name
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
-        message = f'"{name}" is not an IANA time zone: use a name like "UTC" or "America/New_York"'
-        raise InvalidSchedule(message, [{"field": "timezone", "message": message, "type": "invalid_schedule"}]) from None
+        return zone(name)
+    except UnknownZone as e:
+        raise InvalidSchedule(str(e), [{"field": "timezone", "message": str(e), "type": "invalid_schedule"}]) from None
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -534,6 +530,9 @@ class Schedule(ABC):
 
 class CronSchedule(Schedule):
     __slots__ = ("_cron", "_matcher", "_timeline")
+    _cron: _Cron
+    _matcher: _Matcher
+    _timeline: _Timeline
 
     def __init__(self, expression: str, timezone: str = "UTC"):
         expression = expression.strip()
@@ -562,7 +561,7 @@ class CronSchedule(Schedule):
         # Fire times are whole seconds, so "strictly after" is ">= floor(after) + 1s".
         return self._first_fire(_as_utc(after).replace(tzinfo=None, microsecond=0) + _SECOND)
 
-    @lru_cache(maxsize=8192)  # keyed by (schedule, threshold): equal schedules share entries
+    @lru_cache(maxsize=8192)  # noqa: B019 -- keyed by (schedule, threshold): equal schedules share entries
     def _first_fire(self, threshold: datetime) -> datetime | None:
         """The first fire at or after ``threshold`` (a naive UTC whole second)."""
         if threshold.year > _LAST_YEAR:

@@ -73,7 +73,7 @@ class Supervisor:
         reconcile_interval: float = 1.0,
     ):
         self.store = store
-        self.runtime: Optional[Runtime] = None
+        self._runtime: Optional[Runtime] = None
         self.stats = Metrics()
         self._history = (history_keep, history_max_age)
         self._reconcile_interval = reconcile_interval
@@ -95,8 +95,14 @@ class Supervisor:
 
     # ------------------------------------------------------------ lifecycle
 
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("the supervisor is not started")
+        return self._runtime
+
     async def start(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+        self._runtime = runtime
         started = time.monotonic()
         await self._io(self.store.create_schema)
         for job in await self._io(self.store.all_jobs):
@@ -116,8 +122,8 @@ class Supervisor:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.runtime:
-            await self.runtime.close()
+        if self._runtime:
+            await self._runtime.close()
         await self.flush()
         self._db.shutdown(wait=True)
         self._reader.shutdown(wait=True)
@@ -167,8 +173,8 @@ class Supervisor:
         """A job by id or by name, as :meth:`Store.get_job` finds it, from memory."""
         job_id = ref if isinstance(ref, UUID) else parse_uuid(ref)
         job = self._jobs.get(job_id) if job_id is not None else None
-        if job is None and isinstance(ref, str):  # a name may look like a UUID
-            job = self._jobs.get(self._names.get(ref))
+        if job is None and isinstance(ref, str) and ref in self._names:  # a name may look like a UUID
+            job = self._jobs.get(self._names[ref])
         if job is None:
             raise JobNotFound(f'job "{ref}" not found')
         return job
@@ -300,11 +306,11 @@ class Supervisor:
                 log.warning("%s of host %s failed: %r", what, key, result)
 
     async def _reconcile_host(self, key: str, job_ids: set[UUID], expected: int) -> None:
-        host = await self.runtime.host(key, create=False)
+        host = await self.runtime.find(key)
         status = await _status(host) if host is not None else None
         if status is not None and status["count"] == len(job_ids) and status["digest"] == expected:
             return
-        if status is None:
+        if host is None or status is None:
             async with self._lock:
                 if not self._placed(key):
                     return  # its jobs went meanwhile: no host to make
@@ -390,7 +396,7 @@ class Supervisor:
             await self._io(self.store.update_job, job)
             old_key, new_key = self.runtime.host_key(old), self.runtime.host_key(job)
             if old_key != new_key:  # a renamed dedicated job moves to a host named after it
-                old_host = await self.runtime.host(old_key, create=False)
+                old_host = await self.runtime.find(old_key)
                 if old_host:
                     await self._quietly(old_host.remove(job.id))
                     await self.runtime.drop(old_key)
@@ -408,7 +414,7 @@ class Supervisor:
         async with self._lock:
             job = self._find(ref)
             key = self.runtime.host_key(job)
-            host = await self.runtime.host(key, create=False)
+            host = await self.runtime.find(key)
             if host:
                 await self._quietly(host.remove(job.id))
             if key.startswith(JOB_PREFIX):

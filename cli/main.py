@@ -85,7 +85,8 @@ app = typer.Typer(
     cls=ChronosGroup,
     help="""Manage Chronos webhook jobs from the command line.
 
-Chronos calls HTTP webhooks on cron or interval schedules, with retries, timeouts and execution history. chronosctl talks to its REST API (default http://localhost:8080).
+Chronos calls HTTP webhooks on cron or interval schedules, with retries, timeouts and execution history.
+chronosctl talks to its REST API (default http://localhost:8080).
 
 Examples:
   chronosctl job create -f daily-report.yaml
@@ -390,9 +391,12 @@ def job_apply(
 ) -> None:
     """Create or update jobs so the server matches the files (idempotent).
 
-    Each job in the files is created if absent, replaced if it differs from the server, and left alone otherwise; prints created / updated / unchanged per job.
+    Each job in the files is created if absent, replaced if it differs from the server, and left alone
+    otherwise; prints created / updated / unchanged per job.
 
-    Read-only fields (id, created_at, next_run, ...) in the files are ignored, so the output of `job get NAME -o yaml` can be applied back. Secrets that read "***" keep the value stored on the server; because the server never shows secrets, a changed secret is not detected: use --force to send it.
+    Read-only fields (id, created_at, next_run, ...) in the files are ignored, so the output of `job get NAME
+    -o yaml` can be applied back. Secrets that read "***" keep the value stored on the server; because the
+    server never shows secrets, a changed secret is not detected: use --force to send it.
 
     Examples:
       chronosctl job apply -f daily-report.yaml
@@ -730,7 +734,8 @@ def schedule_validate(
 ) -> None:
     """Check a schedule and show when it would fire next, in its zone and in UTC.
 
-    The server reads the expression exactly as it would for a job: 5-field cron, 6-field cron with seconds first, macros such as @daily, and "@every <duration>".
+    The server reads the expression exactly as it would for a job: 5-field cron, 6-field cron with seconds
+    first, macros such as @daily, and "@every <duration>".
 
     Examples:
       chronosctl schedule validate "0 9 * * 1-5" -z America/Los_Angeles

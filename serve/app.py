@@ -132,16 +132,16 @@ async def read_json(request: Request) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise Problem(400, "MALFORMED_JSON", f"the request body is not valid UTF-8 (bad byte at offset {e.start})")
+        raise Problem(400, "MALFORMED_JSON", f"the request body is not valid UTF-8 (bad byte at offset {e.start})") from None
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
         raise Problem(
             400, "MALFORMED_JSON", f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
-        )
+        ) from None
     except (ValueError, RecursionError) as e:
         message = str(e) if isinstance(e, ValueError) else "it is nested too deeply"
-        raise Problem(400, "MALFORMED_JSON", f"the request body is not valid JSON: {message}")
+        raise Problem(400, "MALFORMED_JSON", f"the request body is not valid JSON: {message}") from None
     if _too_deep(data, MAX_JSON_DEPTH):
         # Pydantic (and recursive merges) give up far below json's own limit: refuse early.
         raise Problem(
@@ -506,14 +506,13 @@ def validate(req: ValidateRequest) -> dict[str, Any]:
         # Past the end of the calendar (year 9999): keep the runs before it.
         runs = []
         at: Optional[datetime] = start
-        while len(runs) < req.count:
+        while at is not None and len(runs) < req.count:
             try:
                 at = schedule.next_after(at)
             except (OverflowError, ValueError):
                 at = None
-            if at is None:
-                break
-            runs.append(at)
+            if at is not None:
+                runs.append(at)
     return {
         "valid": True,
         "schedule": getattr(schedule, "expression", None) or expression,
@@ -618,7 +617,7 @@ def _decorate_openapi(schema: dict[str, Any], auth_on: bool, open_ops: frozenset
 
     problem = {PROBLEM_MEDIA_TYPE: {"schema": ref("ProblemDetails")}}
     for path, item in schema.get("paths", {}).items():
-        for method, op in item.items():
+        for op in item.values():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
             hint = op.pop("x-chronos-doc", {})

@@ -26,4 +26,4 @@ def build_app(settings: Settings):
             # of every later collection (a full one over them paused a request ≈ 20 ms).
             gc.freeze()
 
-    return ChronosAPI.bind()
+    return ChronosAPI.bind()  # type: ignore[attr-defined]  # added by @serve.deployment

@@ -11,7 +11,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -107,7 +107,7 @@ class Server:
         self.settings = settings
         self.dashboard = dashboard
         self._stop = False
-        self._supervisor = None
+        self._supervisor: Any = None
 
     def request_stop(self) -> None:
         self._stop = True

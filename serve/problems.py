@@ -285,7 +285,7 @@ async def _http_exception_handler(request: Request, exc: StarletteHTTPException)
     if status == 404:
         detail = f"no route {request.url.path}: see /docs for the API"
     elif status == 405:
-        allowed = _allowed_methods(request) or headers.pop("allow", None) or headers.get("Allow")
+        allowed = _allowed_methods(request) or headers.pop("allow", "") or headers.get("Allow")
         if allowed:
             headers["Allow"] = allowed
         detail = f"method {request.method} is not allowed on {request.url.path}"

@@ -160,10 +160,10 @@ async def test_reads_answer_while_the_writer_is_busy(supervisor, monkeypatch):
 class _FullRuntime(LocalRuntime):
     """No room for any host (as a cluster with no free job slots)."""
 
-    async def host(self, key, *, create=True):
-        if create and key not in self.hosts:
+    async def host(self, key):
+        if key not in self.hosts:
             raise CapacityExhausted("no free job slot")
-        return await super().host(key, create=create)
+        return await super().host(key)
 
 
 async def test_a_job_without_a_host_is_not_kept(make_supervisor):
