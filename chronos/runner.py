@@ -33,6 +33,7 @@ from chronos.clock import Clock
 from chronos.dispatcher import Outcome
 from chronos.models import Attempt, Concurrency, Execution, ExecutionStatus, Job, MissedRuns, Trigger
 from chronos.retry import judge
+from chronos.errors import InvalidSchedule
 from chronos.schedules import Schedule, parse_schedule
 
 log = logging.getLogger(__name__)
@@ -147,11 +148,25 @@ class JobRunner:
             self._parsed = (key, parse_schedule(self.job.schedule, self.job.timezone, anchor=self.job.anchor))
         return self._parsed[1]
 
+    def _schedule_compiles(self) -> bool:
+        """False (logged) for a stored spec that no longer validates: its timer
+        waits for an edit instead of dying on the first slot it plans."""
+        try:
+            self._schedule()
+            return True
+        except InvalidSchedule as e:
+            log.error("job %s does not fire: %s (fix its schedule or timezone)", self.job.name, e)
+            return False
+
     async def _timer_loop(self, after: datetime) -> None:
         """``after``: the last slot handled (or claimed by a previous runner)."""
         while True:
             self._changed.clear()
             plan = self._plan()
+            if not self._schedule_compiles():
+                await self._changed.wait()  # until an edit fixes it
+                after = self._replan(after, plan)
+                continue
             after, due = await self._catch_up(after)
             self.caught_up = True
             self._planned = due

@@ -76,11 +76,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
+from pydantic import ValidationError as PydanticValidationError
 from sqlmodel import Field, Session, SQLModel, select
 
 from chronos.crypto import SecretBox, split_keys
 from chronos.errors import DuplicateJob, ExecutionNotFound, JobNotFound, Unavailable, ValidationError
-from chronos.models import NAME_PATTERN, Attempt, Execution, ExecutionStatus, Job, Trigger
+from chronos.models import NAME_PATTERN, TRUSTED, Attempt, Execution, ExecutionStatus, Job, Trigger, field_errors
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def _job_values(job: Job, box: SecretBox) -> dict[str, Any]:
         "enabled": job.enabled,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
-        "spec": box.seal(job.model_dump(mode="json")),
+        "spec": box.seal(job.model_dump(mode="json", exclude={"problem"})),
         "tags": dict(job.tags),
         "next_run": job.next_run,
         "last_run": job.last_run,
@@ -238,7 +239,12 @@ def _to_job(row: _JobRow, box: SecretBox) -> Job:
         data["anchor"] = _utc(datetime.fromisoformat(data["anchor"]))
     for column in ("id", "name", "enabled", "tags", "created_at", "updated_at", *_RUNTIME_FIELDS):
         data[column] = getattr(row, column)
-    return Job.model_validate(data)
+    try:
+        return Job.model_validate(data)
+    except PydanticValidationError as e:  # stored under an older, laxer rule: load it, say what is wrong
+        problem = "; ".join(f"{err['field']}: {err['message']}" for err in field_errors(e))
+        log.warning("job %s no longer validates (%s): it will not fire until it is fixed", row.name, problem)
+        return Job.model_validate({**data, "problem": problem}, context=TRUSTED)
 
 
 # Columns a report can change after the claim; the rest are fixed by it.

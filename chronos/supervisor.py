@@ -381,10 +381,10 @@ class Supervisor:
         return await self._change(ref, lambda old: spec.model_dump(mode="json"))
 
     async def patch_job(self, ref: str, patch: dict[str, Any]) -> Job:
-        return await self._change(ref, lambda old: merge_patch(old.spec().model_dump(mode="json"), patch))
+        return await self._change(ref, lambda old: merge_patch(old.spec_data(), patch))
 
     async def set_enabled(self, ref: str, enabled: bool) -> Job:
-        return await self._change(ref, lambda old: {**old.spec().model_dump(mode="json"), "enabled": enabled})
+        return await self._change(ref, lambda old: {**old.spec_data(), "enabled": enabled})
 
     async def _change(self, ref: str, new_spec: Callable[[Job], dict]) -> Job:
         async with self._lock:
@@ -392,7 +392,7 @@ class Supervisor:
             spec = parse_job(keep_secrets(new_spec(old), old))
             now = utcnow()
             rearm = spec.enabled and (not old.enabled or spec.schedule != old.schedule or spec.timezone != old.timezone)
-            job = old.model_copy(update={**dict(spec), "updated_at": now, "anchor": now if rearm else old.anchor})
+            job = old.model_copy(update={**dict(spec), "updated_at": now, "anchor": now if rearm else old.anchor, "problem": None})
             await self._io(self.store.update_job, job)
             old_key, new_key = self.runtime.host_key(old), self.runtime.host_key(job)
             if old_key != new_key:  # a renamed dedicated job moves to a host named after it
@@ -498,7 +498,7 @@ class Supervisor:
     # ------------------------------------------------------------ helpers
 
     def _with_next_run(self, job: Job) -> Job:
-        if not job.enabled:
+        if not job.enabled or job.problem:
             return job.model_copy(update={"next_run": None})
         key = (job.schedule, job.timezone, job.anchor)
         schedule = self._schedules.get(key)
