@@ -38,6 +38,7 @@ class SupervisorActor:
             Store(settings.store_url, secret_key=settings.secret_key),
             history_keep=settings.history_keep,
             history_max_age=settings.history_max_age,
+            metrics_job_labels=settings.metrics_job_labels,
         )
         runtime = RayRuntime(
             placement=settings.placement,

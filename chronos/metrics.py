@@ -1,15 +1,21 @@
 """The cluster-wide Prometheus registry, kept by the supervisor (every
 execution report passes through it, so totals are cluster-wide, not per
-replica). Labels are bounded: statuses and outcomes, never job names."""
+replica). Labels are bounded by default: statuses, outcomes and triggers; the
+job name only when the operator opts in (``CHRONOS_METRICS_JOB_LABELS``).
+
+Execution series are derived from what the store wrote
+(:class:`~chronos.models.ExecutionChange`), never from reports as they come: a
+report that repeats or arrives late is refused by the store and counted by
+nobody, and each fact is counted on the one write that made it durable."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from typing import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
-from chronos.models import Execution, ExecutionStatus, Trigger
+from chronos.models import ExecutionChange, ExecutionStatus, Trigger
 
 disable_created_metrics()  # the *_created series only add noise to every scrape
 
@@ -18,65 +24,63 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, job_labels: bool = False) -> None:
         self.registry = r = CollectorRegistry()
+        self._job_labels = job_labels
+        job = ["job"] if job_labels else []
         self.jobs = _JobCount()
         r.register(self.jobs)
         self.jobs_enabled = Gauge("chronos_jobs_enabled", "Jobs enabled.", registry=r)
         self.executions = Counter(
-            "chronos_executions", "Executions that reached a final status.", ["status"], registry=r
+            "chronos_executions", "Executions that reached a final status.", [*job, "status"], registry=r
         )
-        for status in ExecutionStatus:
-            if status.final:
-                self.executions.labels(status.value)
+        if not job_labels:  # every status shows from the first scrape (rates need a prior sample)
+            for status in ExecutionStatus:
+                if status.final:
+                    self.executions.labels(status=status.value)
         self.duration = Histogram(
-            "chronos_execution_duration_seconds", "Execution duration, retries included.", buckets=_DURATION_BUCKETS, registry=r
+            "chronos_execution_duration_seconds", "Execution duration, retries included.", job,
+            buckets=_DURATION_BUCKETS, registry=r,
         )
         self.lag = Histogram(
-            "chronos_schedule_lag_seconds", "Fire time minus scheduled time.", buckets=_LATENCY_BUCKETS, registry=r
+            "chronos_schedule_lag_seconds", "Fire time minus scheduled time, once per started scheduled or catch-up run.",
+            [*job, "trigger"], buckets=_LATENCY_BUCKETS, registry=r,
         )
-        self.missed = Counter("chronos_missed_runs", "Scheduled runs missed while no scheduler ran.", registry=r)
-        self.running = Gauge("chronos_executions_running", "Executions in flight.", registry=r)
+        self.missed = Counter("chronos_missed_runs", "Scheduled runs missed while no scheduler ran.", job, registry=r)
+        self.running = Gauge("chronos_executions_running", "Executions in flight (status running, as stored).", registry=r)
         self.attempts = Counter(
-            "chronos_webhook_attempts", "Webhook requests sent, by outcome.", ["outcome"], registry=r
+            "chronos_webhook_attempts", "Webhook requests sent, by outcome.", [*job, "outcome"], registry=r
         )
-        self._running: set = set()
-        self._attempts_seen: dict = {}
-        self._finished: OrderedDict = OrderedDict()
 
-    def observe(self, execution: Execution) -> bool:
-        """Account for one reported state of an execution; False if it is stale
-        (the execution already finished). Reports can repeat or arrive late
-        (a retried flush), so attempts and final statuses are counted once."""
-        key = execution.id
-        if key in self._finished:
-            return False
-        seen = self._attempts_seen.get(key, 0)
-        for attempt in execution.attempts[seen:]:
-            self.attempts.labels(_outcome(attempt.status_code, attempt.error)).inc()
-        if execution.status.final:
-            self._attempts_seen.pop(key, None)
-            self._running.discard(key)
-            self._finished[key] = None
-            if len(self._finished) > 100_000:
-                self._finished.popitem(last=False)
-            self.executions.labels(execution.status.value).inc()
-            if execution.duration is not None:
-                self.duration.observe(execution.duration)
-            if execution.missed_slots:
-                self.missed.inc(execution.missed_slots)
-        else:
-            self._attempts_seen[key] = max(seen, len(execution.attempts))
-            if execution.status is ExecutionStatus.running and key not in self._running:
-                self._running.add(key)
-                if execution.started_at and execution.trigger is Trigger.scheduled:
-                    self.lag.observe(max(0.0, (execution.started_at - execution.scheduled_at).total_seconds()))
-        self.running.set(len(self._running))
-        return True
+    def record(self, changes: Iterable[ExecutionChange]) -> None:
+        """Account for executions as the store wrote them."""
+        for change in changes:
+            self._record(change)
 
-    def exposition(self, jobs_total: int, jobs_enabled: int) -> bytes:
+    def _record(self, change: ExecutionChange) -> None:
+        e = change.execution
+        job = {"job": e.job_name} if self._job_labels else {}
+        for attempt in change.new_attempts:
+            self.attempts.labels(**job, outcome=_outcome(attempt.status_code, attempt.error)).inc()
+        # Manual runs are left out: their "schedule" is the moment someone asked.
+        if change.started and e.started_at is not None and e.trigger is not Trigger.manual:
+            lag = max(0.0, (e.started_at - e.scheduled_at).total_seconds())
+            self.lag.labels(**job, trigger=e.trigger.value).observe(lag)
+        if change.finished:
+            self.executions.labels(**job, status=e.status.value).inc()
+            if e.duration is not None:
+                self._labelled(self.duration, job).observe(e.duration)
+            if e.missed_slots:
+                self._labelled(self.missed, job).inc(e.missed_slots)
+
+    @staticmethod
+    def _labelled(metric, job: dict):
+        return metric.labels(**job) if job else metric
+
+    def exposition(self, jobs_total: int, jobs_enabled: int, running: int) -> bytes:
         self.jobs.value = jobs_total
         self.jobs_enabled.set(jobs_enabled)
+        self.running.set(running)
         return generate_latest(self.registry)
 
 

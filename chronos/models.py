@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional, Union
@@ -129,6 +130,16 @@ class ExecutionStatus(str, Enum):
     @property
     def final(self) -> bool:
         return self not in (ExecutionStatus.pending, ExecutionStatus.running)
+
+    def may_replace(self, recorded: "ExecutionStatus") -> bool:
+        """Whether a report of this status may overwrite one of ``recorded``.
+        Reports repeat and arrive late (a retried flush), so a state never goes
+        back: a final status is final, and running never returns to pending."""
+        return not recorded.final and _STATUS_ORDER[self] >= _STATUS_ORDER[recorded]
+
+
+_STATUS_ORDER = {status: 0 if status is ExecutionStatus.pending else 1 if status is ExecutionStatus.running else 2
+                 for status in ExecutionStatus}
 
 
 class Trigger(str, Enum):
@@ -489,6 +500,32 @@ class Execution(Lean):
     missed_slots: Optional[int] = Field(default=None, description="Slots this record stands for (missed runs).")
     node: Optional[str] = None
     actor: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ExecutionChange:
+    """One execution row a write actually changed, with what the row held
+    before: what became durable, which metrics are derived from (so a late or
+    repeated report, refused by the store, is never counted)."""
+
+    execution: Execution
+    before: Optional[ExecutionStatus] = None  # None: the write inserted the row
+    started_before: bool = False  # the row already had its start
+    attempts_before: int = 0  # the highest attempt number the row already had
+
+    @property
+    def started(self) -> bool:
+        """This write is the first to carry the execution's start."""
+        return self.execution.started_at is not None and not self.started_before
+
+    @property
+    def finished(self) -> bool:
+        """This write gave the execution its final status (a written row was never final before)."""
+        return self.execution.status.final
+
+    @property
+    def new_attempts(self) -> list[Attempt]:
+        return [a for a in self.execution.attempts if a.number > self.attempts_before]
 
 
 # ---------------------------------------------------------------- validation at the boundary

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     open_metrics: bool = Field(default=True, description="/health, /ready and /metrics need no token.")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    metrics_job_labels: bool = Field(
+        default=False,
+        description="Add a job label (the job's name) to the execution metrics: one series per job and status, "
+        "so cardinality grows with the jobs defined.",
+    )
     # Outbound safety (chronos.egress, docs/security.md). Link-local and metadata targets
     # are always refused unless allow-listed; these widen or narrow that.
     egress_deny_private: bool = Field(default=False, description="Also refuse 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7.")

@@ -69,6 +69,7 @@ from sqlalchemy import (
     func,
     or_,
     text,
+    select as sa_select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -81,7 +82,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from chronos.crypto import SecretBox, split_keys
 from chronos.errors import DuplicateJob, ExecutionNotFound, JobNotFound, Unavailable, ValidationError
-from chronos.models import NAME_PATTERN, TRUSTED, Attempt, Execution, ExecutionStatus, Job, Trigger, field_errors
+from chronos.models import NAME_PATTERN, TRUSTED, Attempt, Execution, ExecutionChange, ExecutionStatus, Job, Trigger, field_errors
 
 log = logging.getLogger(__name__)
 
@@ -609,39 +610,71 @@ class Store:
 
     def save_executions(
         self, executions: list[Execution], runtime: Iterable[tuple[uuid.UUID, dict[str, Any]]] = ()
-    ) -> None:
+    ) -> list[ExecutionChange]:
         """Upsert executions by id and their attempts by (execution_id, number), and
-        :meth:`set_runtime` the ``runtime`` updates, in one transaction.
+        :meth:`set_runtime` the ``runtime`` updates, in one transaction; returns
+        the executions whose row this call inserted or changed.
 
-        Later entries for the same id win (reports arrive in order). Executions of
-        deleted jobs are dropped. A new execution whose slot another execution
-        holds is dropped with a warning instead of failing the whole batch.
+        A report never takes a row back (:meth:`ExecutionStatus.may_replace`): a
+        row with a final status is never written again, and a running one never
+        returns to pending; such reports, and older entries for the same id in
+        the batch, are dropped. The rows are read locked, so another writer
+        cannot slip a change in between. Executions of deleted jobs are dropped.
+        A new execution whose slot another execution holds is dropped with a
+        warning instead of failing the whole batch.
         """
         groups = _runtime_groups(runtime)
         if not executions and not groups:
-            return
+            return []
         with self._tx(write=True) as s:
-            if executions:
-                self._save_executions(s, executions)
+            changes = self._save_executions(s, executions) if executions else []
             self._set_runtime(s, groups)
+        return changes
 
-    def _save_executions(self, s: Session, executions: list[Execution]) -> None:
-        latest = {e.id: e for e in executions}
+    def _save_executions(self, s: Session, executions: list[Execution]) -> list[ExecutionChange]:
+        latest: dict[uuid.UUID, Execution] = {}
+        for e in executions:  # in report order: a later entry wins unless it would go back
+            if e.id not in latest or e.status.may_replace(latest[e.id].status):
+                latest[e.id] = e
         # A deleted job's executions are gone (ON DELETE CASCADE): they are not
         # found here, so only new ones need their job checked.
-        existing = set(s.exec(select(_ExecutionRow.id).where(_ExecutionRow.id.in_(list(latest)))).all())
-        new = [e for i, e in latest.items() if i not in existing]
+        recorded = self._recorded(s, list(latest))
+        new = [e for i, e in latest.items() if i not in recorded]
         if new:
             live = self._live_job_ids(s, new)
-            new = [_execution_values(e) for e in new if e.job_id in live]
-        inserted = self._insert_new(s, new)
-        for values in new:
-            if values["id"] not in inserted:
+            new = [e for e in new if e.job_id in live]
+        inserted = self._insert_new(s, [_execution_values(e) for e in new])
+        for e in new:
+            if e.id not in inserted:
                 log.warning("execution %s not saved: slot %s of job %s is held by another execution",
-                            values["id"], values["scheduled_at"].isoformat(), values["job_id"])
-        self._update_existing(s, [e for i, e in latest.items() if i in existing])
-        kept = existing | inserted
-        self._upsert_attempts(s, [_attempt_values(e.id, a) for e in executions if e.id in kept for a in e.attempts])
+                            e.id, e.scheduled_at.isoformat(), e.job_id)
+        changes = [ExecutionChange(e) for e in new if e.id in inserted]
+        changes += [
+            ExecutionChange(e, *recorded[i]) for i, e in latest.items() if i in recorded and e.status.may_replace(recorded[i][0])
+        ]
+        self._update_existing(s, [c.execution for c in changes if c.before is not None])
+        self._upsert_attempts(s, [_attempt_values(c.execution.id, a) for c in changes for a in c.execution.attempts])
+        return changes
+
+    def _recorded(self, s: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[ExecutionStatus, bool, int]]:
+        """Each stored row's (status, whether it has its start, highest attempt
+        number), locked until the transaction ends (PostgreSQL: FOR UPDATE, in id
+        order as every writer locks; SQLite: a writer holds the database lock)."""
+        E = _executions.c
+        last_attempt = (
+            select(func.coalesce(func.max(_attempts.c.number), 0)).where(_attempts.c.execution_id == E.id).scalar_subquery()
+        )
+        found = {}
+        for chunk in _chunks(sorted(ids, key=lambda i: i.int)):
+            query = (
+                sa_select(E.id, E.status, E.started_at.is_not(None), last_attempt)
+                .where(E.id.in_(chunk))
+                .order_by(E.id)
+                .with_for_update(of=_executions)
+            )
+            for eid, status, started, attempts in s.execute(query):
+                found[eid] = (ExecutionStatus(status), bool(started), int(attempts))
+        return found
 
     def _live_job_ids(self, s: Session, executions: Iterable[Execution]) -> set[uuid.UUID]:
         ids = list({e.job_id for e in executions})
@@ -734,6 +767,12 @@ class Store:
                 rows = s.exec(query if chunk is None else query.where(E.job_id.in_(chunk))).all()
                 found += self._with_attempts(s, rows)
         return sorted(found, key=lambda e: (e.scheduled_at, e.id))
+
+    def count_running(self) -> int:
+        """Executions in flight (status running), as durable: the gauge a
+        restarted supervisor reports without having seen them start."""
+        with self._tx() as s:
+            return int(s.exec(select(func.count()).where(_ExecutionRow.status == ExecutionStatus.running.value)).one())
 
     def _with_attempts(self, s: Session, rows: list[_ExecutionRow]) -> list[Execution]:
         """Attach attempts to a page of rows with ONE query (no N+1)."""

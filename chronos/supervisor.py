@@ -38,6 +38,7 @@ from chronos.group_commit import GroupCommit
 from chronos.metrics import Metrics
 from chronos.models import (
     Execution,
+    ExecutionChange,
     ExecutionStatus,
     Job,
     JobCreate,
@@ -71,10 +72,11 @@ class Supervisor:
         history_keep: int = 1000,
         history_max_age: timedelta = timedelta(days=30),
         reconcile_interval: float = 1.0,
+        metrics_job_labels: bool = False,
     ):
         self.store = store
         self._runtime: Optional[Runtime] = None
-        self.stats = Metrics()
+        self.stats = Metrics(job_labels=metrics_job_labels)
         self._history = (history_keep, history_max_age)
         self._reconcile_interval = reconcile_interval
         self._db = ThreadPoolExecutor(1, thread_name_prefix="chronos-store")
@@ -182,15 +184,15 @@ class Supervisor:
     # ------------------------------------------------------------ upstream (hosts)
 
     async def claim(self, executions: list[Execution]) -> list[bool]:
-        results = await self._claims(executions)
-        lost = [e for e, ok in zip(executions, results) if not ok and e.job_id in self._jobs]
-        if lost:  # a retried claim whose first try was written (its reply was lost) is still ours
-            mine = await self._io(self._own_rows, lost)
-            results = [ok or e.id in mine for e, ok in zip(executions, results)]
-        for execution, ok in zip(executions, results):
-            if ok:
-                self.stats.observe(execution)
-        return results
+        inserted = await self._claims(executions)
+        # Counted once, by the claim that wrote the row (a skipped summary is final at once).
+        self.stats.record(ExecutionChange(e) for e, ok in zip(executions, inserted, strict=True) if ok)
+        lost = [e for e, ok in zip(executions, inserted, strict=True) if not ok and e.job_id in self._jobs]
+        if not lost:
+            return inserted
+        # A retried claim whose first try was written (its reply was lost) is still ours.
+        mine = await self._io(self._own_rows, lost)
+        return [ok or e.id in mine for e, ok in zip(executions, inserted, strict=True)]
 
     async def _claim_rows(self, executions: list[Execution]) -> list[bool]:
         """One store transaction for the claims of every host waiting (``_claims``)."""
@@ -200,7 +202,7 @@ class Supervisor:
         known = [i for i, e in enumerate(executions) if e.job_id in self._jobs]
         won = await self._io(self.store.claim, [executions[i] for i in known])
         results = [False] * len(executions)
-        for i, ok in zip(known, won):
+        for i, ok in zip(known, won, strict=True):
             results[i] = ok
         return results
 
@@ -220,8 +222,9 @@ class Supervisor:
             job = self._jobs.get(execution.job_id)
             if job is None:
                 continue  # deleted (see claim): its rows are gone
-            if not self.stats.observe(execution):
-                continue  # a late report of an execution that already finished
+            queued = self._pending.get(execution.id)
+            if _latest(queued, execution) is queued:
+                continue  # a late report of a state already queued past (the store refuses the rest)
             self._pending[execution.id] = execution
             if execution.status.final and execution.status is not ExecutionStatus.skipped:
                 runtime = {"last_run": execution.started_at or execution.scheduled_at, "last_status": execution.status}
@@ -242,13 +245,15 @@ class Supervisor:
             for start in range(0, max(len(batch), len(updates)), FLUSH_CHUNK):
                 chunk, runtime = batch[start : start + FLUSH_CHUNK], updates[start : start + FLUSH_CHUNK]
                 try:
-                    await self._io(self.store.save_executions, chunk, runtime=runtime)
+                    written = await self._io(self.store.save_executions, chunk, runtime=runtime)
                 except Exception:
                     for execution in batch[start:]:  # keep them: a newer state may have arrived meanwhile
-                        self._pending.setdefault(execution.id, execution)
+                        newer = self._pending.get(execution.id)
+                        self._pending[execution.id] = execution if newer is None else _latest(execution, newer)
                     for job_id, fields in updates[start:]:
                         self._runtime_updates.setdefault(job_id, fields)
                     raise
+                self.stats.record(written)
 
     async def prune(self) -> int:
         keep, max_age = self._history
@@ -301,7 +306,7 @@ class Supervisor:
     async def _for_hosts(keys: list[str], step: Callable[[str], Any], what: str) -> None:
         """``step`` on every host at once; a host that fails it is logged, not fatal."""
         results = await asyncio.gather(*(step(key) for key in keys), return_exceptions=True)
-        for key, result in zip(keys, results):
+        for key, result in zip(keys, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("%s of host %s failed: %r", what, key, result)
 
@@ -485,8 +490,9 @@ class Supervisor:
     # ------------------------------------------------------------ Backend: health
 
     async def metrics(self) -> bytes:
-        total = len(self._jobs)
-        return self.stats.exposition(total, sum(job.enabled for job in self._jobs.values()))
+        await self.flush()  # the running gauge is read from the store
+        running = await self._read(self.store.count_running)
+        return self.stats.exposition(len(self._jobs), sum(job.enabled for job in self._jobs.values()), running)
 
     async def ready(self) -> None:
         try:
@@ -525,6 +531,12 @@ class Supervisor:
             await coro
         except HostGone:
             pass  # reconcile sees to it
+
+
+def _latest(earlier: Optional[Execution], later: Execution) -> Execution:
+    """Of two reports of one execution (in the order they came), the one to
+    write: the store's rule (:meth:`ExecutionStatus.may_replace`)."""
+    return later if earlier is None or later.status.may_replace(earlier.status) else earlier
 
 
 async def _status(host: Host) -> Optional[dict]:

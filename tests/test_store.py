@@ -368,6 +368,97 @@ def test_save_sets_the_runtime_in_the_same_transaction(store):
     assert store.get_job(job.id).last_status is ExecutionStatus.failed
 
 
+FINAL = [s for s in ExecutionStatus if s.final]
+
+
+@pytest.mark.parametrize("final", FINAL)
+def test_a_final_status_is_final_whatever_comes_later(store, final):
+    job = store.insert_job(make_job("hook"))
+    e = make_execution(job, T0)
+    store.claim([e])
+    attempt = Attempt(number=1, started_at=T0, status_code=200)
+    done = e.model_copy(update={"status": final, "started_at": T0, "finished_at": T0, "attempts": [attempt]})
+    assert [(c.execution, c.before) for c in store.save_executions([done])] == [(done, ExecutionStatus.pending)]
+    late = [
+        e.model_copy(update={"status": ExecutionStatus.running, "started_at": T0, "node": "late"}),
+        e.model_copy(update={"status": ExecutionStatus.pending}),
+        e.model_copy(update={"status": next(s for s in FINAL if s is not final), "error": "older report",
+                             "attempts": [attempt.model_copy(update={"status_code": 500})]}),
+        done,  # the same report again (a retried flush)
+    ]
+    for report in late:
+        assert store.save_executions([report]) == []
+    assert store.save_executions(late) == []  # in one batch too
+    assert store.get_execution(job.id, e.id) == done
+
+
+def test_running_never_returns_to_pending_and_a_batch_keeps_the_furthest_state(store):
+    job = store.insert_job(make_job("hook"))
+    e = make_execution(job, T0)
+    store.claim([e])
+    running = e.model_copy(update={"status": ExecutionStatus.running, "started_at": T0})
+    done = running.model_copy(update={"status": ExecutionStatus.success, "finished_at": T0})
+    # A retried flush can deliver an older state after a newer one, even in one batch.
+    [change] = store.save_executions([running, e])
+    assert (change.execution, change.before, change.started) == (running, ExecutionStatus.pending, True)
+    assert store.save_executions([e]) == []
+    [change] = store.save_executions([done, running])
+    assert (change.execution, change.before, change.started, change.finished) == (done, ExecutionStatus.running, False, True)
+    assert store.get_execution(job.id, e.id) == done
+
+
+def test_a_write_returns_what_it_inserted_and_changed_with_the_new_attempts(store):
+    job = store.insert_job(make_job("hook"))
+    claimed, gone = make_execution(job, T0), make_execution(make_job("deleted"), T0)
+    store.claim([claimed])
+    first = Attempt(number=1, started_at=T0, status_code=503)
+    second = Attempt(number=2, started_at=T0 + timedelta(seconds=1), status_code=200)
+    retrying = claimed.model_copy(update={"status": ExecutionStatus.running, "started_at": T0, "attempts": [first]})
+    fresh = make_execution(job, T0 + timedelta(minutes=1), status=ExecutionStatus.skipped, reason="forbid")
+    changes = {c.execution.id: c for c in store.save_executions([retrying, fresh, gone])}
+    assert set(changes) == {claimed.id, fresh.id}
+    assert (changes[fresh.id].before, changes[fresh.id].finished) == (None, True)
+    assert changes[claimed.id].new_attempts == [first]
+    done = retrying.model_copy(update={"status": ExecutionStatus.success, "attempts": [first, second]})
+    [change] = store.save_executions([done])
+    assert (change.before, change.started, change.new_attempts) == (ExecutionStatus.running, False, [second])
+
+
+def test_the_guard_reads_the_store_not_a_memory(store_url):
+    """Another writer (a restarted supervisor, a stale twin) finished the
+    execution: this writer's older report must not undo it, however many
+    executions either has seen (the rows are read in chunks of 1,000)."""
+    first, second = Store(store_url), Store(store_url)
+    try:
+        first.create_schema()
+        job = first.insert_job(make_job("hook"))
+        runs = [make_execution(job, T0 + timedelta(seconds=i)) for i in range(2500)]
+        assert all(first.claim(runs))
+        running = [e.model_copy(update={"status": ExecutionStatus.running, "started_at": T0}) for e in runs]
+        assert len(first.save_executions(running)) == 2500
+        done = [e.model_copy(update={"status": ExecutionStatus.success, "finished_at": T0}) for e in running]
+        assert len(second.save_executions(done[::2])) == 1250
+        # Only the other half is still running: a report of running may refresh those.
+        assert {c.execution.id for c in first.save_executions(running)} == {e.id for e in done[1::2]}
+        assert {c.execution.id for c in first.save_executions(done)} == {e.id for e in done[1::2]}
+        assert {e.status for e in first.list_executions(job.id, limit=3000)[0]} == {ExecutionStatus.success}
+        assert first.count_running() == 0
+    finally:
+        first.close()
+        second.close()
+
+
+def test_count_running_counts_what_is_stored_as_running(store):
+    job = store.insert_job(make_job("hook"))
+    runs = [make_execution(job, T0 + timedelta(seconds=i)) for i in range(3)]
+    store.claim(runs)
+    assert store.count_running() == 0
+    store.save_executions([e.model_copy(update={"status": ExecutionStatus.running}) for e in runs[:2]])
+    assert store.count_running() == 2
+    store.save_executions([runs[0].model_copy(update={"status": ExecutionStatus.failed})])
+    assert store.count_running() == 1
+
+
 def test_save_keeps_attempts_ordered_by_number(store):
     job = store.insert_job(make_job("hook"))
     attempts = [Attempt(number=n, started_at=T0 + timedelta(seconds=n)) for n in (3, 1, 10, 2)]
