@@ -77,14 +77,15 @@ def store(store_url: str) -> Iterator[Store]:
 @pytest.fixture
 async def make_supervisor(tmp_path):
     """Start an in-process supervisor over a SQLite file, stopped after the test.
-    ``runtime``: builds its Runtime from it (default: hosts in this process)."""
+    ``runtime``: builds its Runtime from it (default: hosts in this process);
+    other keywords go to the Supervisor."""
     from chronos.runtime import LocalRuntime
     from chronos.supervisor import Supervisor
 
     started = []
 
-    async def make(runtime=LocalRuntime):
-        sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"))
+    async def make(runtime=LocalRuntime, **options):
+        sup = Supervisor(Store(f"sqlite:///{tmp_path / 'chronos.db'}"), **options)
         await sup.start(runtime(sup))
         started.append(sup)
         return sup
