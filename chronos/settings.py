@@ -28,24 +28,33 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("chronos-data"), description="Where the embedded SQLite database lives.")
     # repr=False: a URL may carry a password, and settings travel to Ray actors.
     database_url: Optional[str] = Field(default=None, repr=False, description="SQLAlchemy URL; default SQLite under data_dir.")
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address the API listens on (0.0.0.0: every interface).")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port of the REST API, /metrics and /docs.")
     ray_address: Optional[str] = Field(default=None, description="Join this Ray cluster; default start a local one.")
-    namespace: str = "chronos"
-    placement: Literal["dedicated", "pooled"] = "dedicated"
+    namespace: str = Field(default="chronos", description="Ray namespace of the supervisor and host actors.")
+    placement: Literal["dedicated", "pooled"] = Field(
+        default="dedicated", description="dedicated: one Ray actor per job; pooled: jobs share pool_size host actors."
+    )
     # One host per core of the node that runs `chronos serve`, and at least 4: on a small
     # node, host processes beyond the cores win the firing a larger CPU share against a
     # busy API (docs/decisions.md, "Pool size").
     pool_size: int = Field(
-        default_factory=lambda: max(4, os.cpu_count() or 1), ge=1, le=1024, description="Host actors in pooled placement."
+        default_factory=lambda: max(4, os.cpu_count() or 1),
+        ge=1,
+        le=1024,
+        description="Host actors in pooled placement; default one per CPU core of the node, at least 4.",
     )
     job_slots_per_node: int = Field(default=64, ge=1, description="Dedicated job actors one node admits.")
     history_keep: int = Field(default=1000, ge=1, description="Executions kept per job.")
-    history_max_age: Duration = timedelta(days=30)
-    catchup_window: Duration = timedelta(hours=1)
-    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    history_max_age: Duration = Field(default=timedelta(days=30), description="Executions finished longer ago are pruned.")
+    catchup_window: Duration = Field(
+        default=timedelta(hours=1), description="Not read yet: each job's own catchup_window (default 1h) bounds its catch-up."
+    )
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, repr=False, description="Bearer tokens the API accepts, comma-separated; empty: no authentication."
+    )
     open_metrics: bool = Field(default=True, description="/health, /ready and /metrics need no token.")
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Larger request bodies are refused with 413.")
     metrics_job_labels: bool = Field(
         default=False,
         description="Add a job label (the job's name) to the execution metrics: one series per job and status, "

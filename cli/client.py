@@ -28,6 +28,17 @@ EXIT_UNREACHABLE = 4
 EXIT_AUTH = 5
 EXIT_VALIDATION = 6
 
+#: What each exit code means (the command-line reference is generated from this).
+EXIT_CODES = {
+    0: "success",
+    EXIT_ERROR: "any other error (a conflict, a server error, ...)",
+    EXIT_USAGE: "usage error: a bad option or argument, or a confirmation needed without a terminal (pass --yes)",
+    EXIT_NOT_FOUND: "not found (404): no such job or execution",
+    EXIT_UNREACHABLE: "server unreachable: connection refused, DNS failure, timeout",
+    EXIT_AUTH: "authentication or authorisation failed (401 / 403): check --token / CHRONOS_TOKEN",
+    EXIT_VALIDATION: "validation failed (400 / 422), or a file that fails local validation",
+}
+
 API_PREFIX = "/api/v1"
 PAGE_SIZE = 100
 

@@ -115,7 +115,7 @@ class Ready(BaseModel):
     status: Literal["ready"]
 
 
-# ------------------------------------------------------------ examples (from the user guide, docs/first-job)
+# ------------------------------------------------------------ examples (the guide's own: docs/getting-started.md, docs/retries.md)
 
 GUIDE_SIMPLE_JOB: dict[str, Any] = {
     "name": "hourly-health-check",

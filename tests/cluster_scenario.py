@@ -41,7 +41,7 @@ from receiver import Receiver
 JOBS = 6
 SLOTS_PER_NODE = 4  # 3 nodes x 4 slots: the 6 jobs fit twice over, so a lost node's jobs fit elsewhere
 # A node is declared dead after about period x threshold (Ray's defaults: 3 s x 5).
-# Shortened so the test stays quick; docs/deploy.md shows the production knobs.
+# Shortened so the test stays quick; docs/cluster.md shows the production knobs.
 FAST_HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
 NAMESPACE = "chronos-cluster"
 
