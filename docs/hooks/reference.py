@@ -531,13 +531,15 @@ def settings_markdown() -> str:
 # ---------------------------------------------------------------- metrics
 
 
-def metric_registries() -> list[tuple[str, Any]]:
-    """(where it comes from, registry) of every registry ``/metrics`` exposes."""
+def metric_registries(**options: Any) -> list[tuple[str, Any]]:
+    """(where it comes from, registry) of every registry ``/metrics`` exposes; ``options``
+    are passed to the cluster-wide registry where it takes them (``job_labels``)."""
     from chronos.metrics import Metrics
     from chronos.serve.metrics import ApiMetrics
 
+    accepted = inspect.signature(Metrics).parameters
     return [
-        ("cluster-wide (the supervisor)", Metrics().registry),
+        ("cluster-wide (the supervisor)", Metrics(**{k: v for k, v in options.items() if k in accepted}).registry),
         ("per API replica", ApiMetrics().registry),
     ]
 
@@ -563,17 +565,28 @@ def metrics_markdown() -> str:
     out = [
         "# Metrics reference\n\n",
         GENERATED,
-        "Every server exposes these at `GET /metrics` in the Prometheus text format. No label takes "
-        "unbounded values (never a job name). Histograms also expose `<name>_bucket{le}`, `<name>_sum` "
-        "and `<name>_count`.\n\n",
+        "Every server exposes these at `GET /metrics` in the Prometheus text format. By default no "
+        "label takes unbounded values (never a job name); the last column lists the labels that "
+        "`CHRONOS_METRICS_JOB_LABELS=true` adds. Histograms also expose `<name>_bucket{le}`, "
+        "`<name>_sum` and `<name>_count`.\n\n",
     ]
+    with_job_labels = {
+        f["name"]: f["labels"] for _, registry in metric_registries(job_labels=True) for f in metric_families(registry)
+    }
     for origin, registry in metric_registries():
-        families = metric_families(registry)
         out.append(f"## {origin[0].upper() + origin[1:]}\n\n")
         rows = []
-        for f in families:
-            labels = ", ".join(code(label) for label in f["labels"])
-            rows.append((code(f["name"]), f["type"], labels, cell(f["help"])))
-        out.append(table(["name", "type", "labels", "description"], rows))
+        for f in metric_families(registry):
+            extra = [label for label in with_job_labels.get(f["name"], []) if label not in f["labels"]]
+            rows.append(
+                (
+                    code(f["name"]),
+                    f["type"],
+                    ", ".join(code(label) for label in f["labels"]),
+                    ", ".join(code(label) for label in extra),
+                    cell(f["help"]),
+                )
+            )
+        out.append(table(["name", "type", "labels", "with per-job labels, also", "description"], rows))
         out.append("\n")
     return "".join(out)
