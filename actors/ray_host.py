@@ -62,11 +62,12 @@ class SupervisorLink:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)
 class HostActor:
-    def __init__(self, key: str, namespace: str, egress=DEFAULT_POLICY):
+    def __init__(self, key: str, namespace: str, egress=DEFAULT_POLICY, signing_secrets: tuple[str, ...] = ()):
         self.key = key
         context = ray.get_runtime_context()
         node = f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
-        self.host = JobHost(SupervisorLink(namespace), node=node, actor=key, dispatcher=Dispatcher(egress=egress))
+        dispatcher = Dispatcher(egress=egress, signing_secrets=signing_secrets)
+        self.host = JobHost(SupervisorLink(namespace), node=node, actor=key, dispatcher=dispatcher)
         self._collector = asyncio.get_running_loop().create_task(collect_between_bursts(lambda: self.host.idle))
 
     def __repr__(self) -> str:  # what the Ray dashboard shows for this actor

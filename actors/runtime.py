@@ -50,8 +50,11 @@ class RayHost:
 
 
 class RayRuntime:
-    def __init__(self, *, placement: str, pool_size: int, namespace: str, egress=DEFAULT_POLICY):
+    def __init__(
+        self, *, placement: str, pool_size: int, namespace: str, egress=DEFAULT_POLICY, signing_secrets: tuple[str, ...] = ()
+    ):
         self._egress = egress
+        self._signing_secrets = signing_secrets
         self._placement = placement
         self._pool_size = pool_size
         self._namespace = namespace
@@ -131,7 +134,7 @@ class RayRuntime:
         if key.startswith(JOB_PREFIX):
             self._admit()
             options["resources"] = {SLOT_RESOURCE: 1}
-        return HostActor.options(**options).remote(key, self._namespace, self._egress)
+        return HostActor.options(**options).remote(key, self._namespace, self._egress, self._signing_secrets)
 
     def _admit(self) -> None:
         capacity = int(ray.cluster_resources().get(SLOT_RESOURCE, 0))

@@ -45,6 +45,7 @@ class SupervisorActor:
             pool_size=settings.pool_size,
             namespace=settings.namespace,
             egress=settings.egress_policy,
+            signing_secrets=settings.signing_secrets,
         )
         runtime.start_pool()
         self._started = asyncio.get_running_loop().create_task(self._start(runtime))

@@ -1,7 +1,7 @@
 """Encryption at rest of webhook secrets (``CHRONOS_SECRET_KEY``, Fernet).
 
 The store keeps a job's spec as JSON. With a key, each secret value in it (auth
-``token``/``password``/``api_key`` and the values of secret headers, the same set the
+``token``/``password``/``api_key``, the values of secret headers and the signing secrets, the same set the
 API redacts) is replaced by ``{"fernet": "<token>"}`` on write and decrypted on read.
 A JSON object can never be a real secret (they are strings), so a job written without
 a key, or before encryption was turned on, reads back as it is.
@@ -106,5 +106,8 @@ def _map_secrets(spec: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, An
     auth = webhook.get("auth")
     if isinstance(auth, dict):
         webhook["auth"] = {key: fn(value) if key in _AUTH_SECRETS else value for key, value in auth.items()}
+    signing = webhook.get("signing_secret")
+    if signing is not None:
+        webhook["signing_secret"] = [fn(s) for s in signing] if isinstance(signing, list) else fn(signing)
     return {**spec, "webhook": webhook}
 

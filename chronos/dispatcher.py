@@ -23,7 +23,9 @@ Rules (DESIGN.md §5):
   resolves to, so aiohttp only ever connects to a checked address. A refused target is an
   outcome of kind ``"denied"``, which is never retried;
 - an attempt may be built ahead of its due instant (``prepare``: headers, URL, body, the egress
-  check of the URL's host), so that at the due instant ``send`` only makes the request.
+  check of the URL's host), so that at the due instant ``send`` only makes the request;
+- an attempt is signed (:mod:`chronos.signing`) at send time, with the job's
+  ``webhook.signing_secret`` or else the server's default (``CHRONOS_SIGNING_SECRET``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from yarl import URL
 import chronos
 from chronos.durations import format_duration
 from chronos.egress import DEFAULT_POLICY, EgressDenied, EgressPolicy
+from chronos.signing import signature_headers
 from chronos.models import (
     RESPONSE_BODY_LIMIT,
     ApiKeyAuth,
@@ -231,12 +234,16 @@ class Dispatcher:
         verify_tls: bool = True,
         egress: EgressPolicy = DEFAULT_POLICY,
         resolver: Optional[Any] = None,
+        signing_secrets: tuple[str, ...] = (),
     ) -> None:
         """``egress``: where webhooks may go (``settings.egress_policy``). ``resolver``: a
-        factory of the aiohttp resolver to wrap (default aiohttp's own; tests pass a fake)."""
+        factory of the aiohttp resolver to wrap (default aiohttp's own; tests pass a fake).
+        ``signing_secrets``: the server's default (``settings.signing_secrets``), newest first,
+        for jobs without their own."""
         if connections < 1:
             raise ValueError("connections must be at least 1")
         self.egress = egress
+        self._signing_secrets = tuple(signing_secrets)
         self._resolver_factory = resolver or aiohttp.DefaultResolver
         self._resolver: Optional[CheckedResolver] = None
         self.version = version
@@ -284,6 +291,9 @@ class Dispatcher:
             await session.close()
         if resolver is not None:  # we own it: the connector does not close a resolver it was given
             await resolver.close()
+
+    def __repr__(self) -> str:  # never the signing secrets
+        return f"Dispatcher(connections={self.connections}, signed_by_default={bool(self._signing_secrets)})"
 
     async def __aenter__(self) -> "Dispatcher":
         return self
@@ -356,6 +366,7 @@ class Dispatcher:
             prepared = self.prepare(job, execution, attempt)
         if prepared.failure is not None:
             return Outcome(duration=time.monotonic() - started, **prepared.failure)
+        self._sign(prepared, execution)
         try:
             session = self._get_session()
         except Exception as exc:
@@ -374,6 +385,11 @@ class Dispatcher:
             else:
                 result = _error_result(exc)
         return Outcome(duration=time.monotonic() - started, **result)
+
+    def _sign(self, prepared: Prepared, execution: Execution) -> None:
+        """Standard Webhooks headers, stamped now (an attempt may be prepared ahead of time)."""
+        secrets = prepared.job.webhook.signing_secrets or self._signing_secrets
+        prepared.headers.update(signature_headers(secrets, str(execution.id), int(time.time()), prepared.data or b""))
 
     async def _attempt(self, session: aiohttp.ClientSession, prepared: Prepared) -> dict[str, Any]:
         webhook = prepared.job.webhook

@@ -51,6 +51,14 @@ class Metrics:
         self.attempts = Counter(
             "chronos_webhook_attempts", "Webhook requests sent, by outcome.", [*job, "outcome"], registry=r
         )
+        self.started = Gauge(
+            "chronos_supervisor_start_time_seconds", "When the supervisor (re)started, Unix seconds.", registry=r
+        )
+        self.started.set_to_current_time()
+        self.notifications = Counter(
+            "chronos_notifications", "Notifications by event and outcome (sent, failed, dropped).",
+            ["event", "outcome"], registry=r,
+        )
 
     def record(self, changes: Iterable[ExecutionChange]) -> None:
         """Account for executions as the store wrote them."""

@@ -37,6 +37,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from chronos.durations import format_duration, parse_duration
+from chronos.signing import as_list, secret_problem
 from chronos.zones import UnknownZone, check_zone
 
 REDACTED = "***"
@@ -174,6 +175,9 @@ _SECRET_HEADER = re.compile(r"^(authorization|proxy-authorization|cookie)$|(-key
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
+MAX_SIGNING_SECRETS = 5
+
+
 def is_secret_header(name: str) -> bool:
     return bool(_SECRET_HEADER.search(name))
 
@@ -216,6 +220,11 @@ class Webhook(Strict):
     success_codes: Optional[list[Annotated[int, Field(ge=100, le=599)]]] = Field(
         default=None, description="Status codes counted as success; default any 2xx."
     )
+    signing_secret: Optional[Union[str, list[str]]] = Field(
+        default=None,
+        repr=False,
+        description="Standard Webhooks secret (whsec_...), or several newest first during a rotation: all sign.",
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -231,6 +240,25 @@ class Webhook(Strict):
             if "\n" in value or "\r" in value or "\x00" in value:
                 raise PydanticCustomError("header", f'header "{name}" must not contain line breaks or NUL characters')
         return headers
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _signing_secrets(cls, value: Any) -> Any:
+        listed = as_list(value)
+        if isinstance(value, list) and not 1 <= len(listed) <= MAX_SIGNING_SECRETS:
+            raise PydanticCustomError(
+                "signing_secret", f"list 1 to {MAX_SIGNING_SECRETS} secrets, newest first (or give one as a string)"
+            )
+        for secret in listed:
+            # "***" stands for a stored secret until the supervisor puts it back (unresolved()).
+            problem = secret_problem(secret) if secret != REDACTED else None
+            if problem:
+                raise PydanticCustomError("signing_secret", problem)
+        return value
+
+    @property
+    def signing_secrets(self) -> list[str]:
+        return as_list(self.signing_secret)
 
     @model_validator(mode="after")
     def _body_needs_method(self) -> "Webhook":
@@ -424,6 +452,9 @@ class Job(JobBase):
 
 
 def redact_webhook(webhook: dict[str, Any]) -> dict[str, Any]:
+    signing = webhook.get("signing_secret")
+    if signing is not None:
+        webhook["signing_secret"] = [REDACTED] * len(signing) if isinstance(signing, list) else REDACTED
     for name in webhook.get("headers") or {}:
         if is_secret_header(name):
             webhook["headers"][name] = REDACTED
@@ -452,7 +483,33 @@ def keep_secrets(new: dict[str, Any], old: Job) -> dict[str, Any]:
         for key in ("token", "password", "api_key"):
             if auth.get(key) == REDACTED and key in stored:
                 auth[key] = stored[key]
+    webhook["signing_secret"] = keep_listed(webhook.get("signing_secret"), old.webhook.signing_secrets)
+    if webhook["signing_secret"] is None:
+        del webhook["signing_secret"]
     return new
+
+
+def keep_listed(new: Any, stored: list[str]) -> Any:
+    """``"***"`` keeps every stored secret; in a list, the k-th ``"***"`` keeps the k-th
+    stored one, so ``["whsec_new", "***"]`` rotates (new first, the old still signs) and
+    ``["***"]`` then drops the old."""
+    if new == REDACTED and stored:
+        return stored[0] if len(stored) == 1 else list(stored)
+    if not isinstance(new, list):
+        return new
+    kept = iter(stored)
+    return [next(kept, item) if item == REDACTED else item for item in new]
+
+
+def check_resolved(spec: JobCreate) -> JobCreate:
+    """A spec about to be stored must not sign with a ``"***"`` that had no stored secret to keep."""
+    from chronos.errors import ValidationError
+
+    if REDACTED in spec.webhook.signing_secrets:
+        message = '"***" keeps a stored secret, and there is none to keep here: give a whsec_ secret'
+        raise ValidationError(f"webhook.signing_secret: {message}",
+                              [{"field": "webhook.signing_secret", "message": message, "type": "signing_secret"}])
+    return spec
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -72,6 +72,29 @@ class Settings(BaseSettings):
         default=None, repr=False, description="Fernet key: webhook secrets are encrypted at rest when set."
     )
 
+    signing_secret: Optional[SecretStr] = Field(
+        default=None,
+        repr=False,
+        description="Default Standard Webhooks secret (whsec_...) for jobs without their own; "
+        "several, newest first and space-separated, during a rotation (all sign).",
+    )
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _check_signing_secret(cls, v: Optional[SecretStr]) -> Optional[SecretStr]:
+        from chronos.signing import secret_problem
+
+        for secret in _split_secrets(v):
+            problem = secret_problem(secret)
+            if problem:
+                raise ValueError(f"CHRONOS_SIGNING_SECRET: each secret {problem}")
+        return v
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """The default signing secrets, newest first."""
+        return _split_secrets(self.signing_secret)
+
     @field_validator("api_tokens", "egress_allow", mode="before")
     @classmethod
     def _split_tokens(cls, v: Any) -> Any:
@@ -102,6 +125,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'chronos.db').resolve()}"
+
+
+def _split_secrets(value: Optional[SecretStr]) -> tuple[str, ...]:
+    return tuple(value.get_secret_value().replace(",", " ").split()) if value else ()
 
 
 def load_settings(**overrides: Any) -> Settings:

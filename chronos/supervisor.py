@@ -42,6 +42,7 @@ from chronos.models import (
     ExecutionStatus,
     Job,
     JobCreate,
+    check_resolved,
     keep_secrets,
     merge_patch,
     parse_job,
@@ -359,6 +360,7 @@ class Supervisor:
     # ------------------------------------------------------------ Backend: jobs
 
     async def create_job(self, spec: JobCreate) -> Job:
+        check_resolved(spec)
         now = utcnow()
         job = Job(**spec.model_dump(), created_at=now, updated_at=now, anchor=now)
         async with self._lock:
@@ -394,7 +396,7 @@ class Supervisor:
     async def _change(self, ref: str, new_spec: Callable[[Job], dict]) -> Job:
         async with self._lock:
             old = self._find(ref)
-            spec = parse_job(keep_secrets(new_spec(old), old))
+            spec = check_resolved(parse_job(keep_secrets(new_spec(old), old)))
             now = utcnow()
             rearm = spec.enabled and (not old.enabled or spec.schedule != old.schedule or spec.timezone != old.timezone)
             job = old.model_copy(update={**dict(spec), "updated_at": now, "anchor": now if rearm else old.anchor, "problem": None})

@@ -35,7 +35,9 @@ from chronos.store import Store
 TOKEN, PASSWORD, API_KEY = "bearer-S3CRET-tok", "basic-S3CRET-pw", "apikey-S3CRET-val"
 HEADER_AUTH, HEADER_TOKEN = "hdr-S3CRET-auth", "xtok-S3CRET-hdr"
 BASIC_B64 = base64.b64encode(f"ops:{PASSWORD}".encode()).decode()  # as it travels in the header
-SECRETS = (TOKEN, PASSWORD, API_KEY, HEADER_AUTH, HEADER_TOKEN, BASIC_B64)
+SIGNING = "whsec_" + base64.b64encode(b"signing-S3CRET-of-the-job-0123").decode()
+DEFAULT_SIGNING = "whsec_" + base64.b64encode(b"signing-S3CRET-server-default-9").decode()  # CHRONOS_SIGNING_SECRET
+SECRETS = (TOKEN, PASSWORD, API_KEY, HEADER_AUTH, HEADER_TOKEN, BASIC_B64, SIGNING, DEFAULT_SIGNING)
 
 
 def secret_jobs(url: str) -> list[dict[str, Any]]:
@@ -49,7 +51,11 @@ def secret_jobs(url: str) -> list[dict[str, Any]]:
          "webhook": hook("/apikey", auth={"type": "api_key", "api_key": API_KEY, "header": "X-Api-Key"})},
         {"name": "with-headers", "schedule": "0 0 1 1 *",
          "webhook": hook("/headers", headers={"Authorization": f"Bearer {HEADER_AUTH}", "X-Upstream-Token": HEADER_TOKEN})},
+        {"name": "with-signing", "schedule": "0 0 1 1 *", "webhook": hook("/signing", signing_secret=[SIGNING])},
     ]
+
+
+N_JOBS = len(secret_jobs("http://127.0.0.1:9"))
 
 
 def assert_no_secret(text: "str | bytes", where: str) -> None:
@@ -110,11 +116,11 @@ def _secrets_of(store: Store) -> set[str]:
     for job in store.all_jobs():
         auth = job.webhook.auth
         found |= {getattr(auth, k) for k in ("token", "password", "api_key") if auth is not None and hasattr(auth, k)}
-        found |= set(job.webhook.headers.values())
+        found |= set(job.webhook.headers.values()) | set(job.webhook.signing_secrets)
     return found
 
 
-EXPECTED = {TOKEN, PASSWORD, API_KEY, f"Bearer {HEADER_AUTH}", HEADER_TOKEN}
+EXPECTED = {TOKEN, PASSWORD, API_KEY, f"Bearer {HEADER_AUTH}", HEADER_TOKEN, SIGNING}
 
 
 def test_secrets_are_encrypted_at_rest_and_read_back(store_url):
@@ -155,9 +161,9 @@ def test_jobs_stored_without_a_key_stay_readable_and_rotation_seals_them(store_u
     store = Store(store_url, secret_key=first)
     try:
         assert _secrets_of(store) == EXPECTED  # old rows read fine with a key set
-        assert store.rotate_secret_key(first) == 4  # no old key: encrypt what was plain
+        assert store.rotate_secret_key(first) == N_JOBS  # no old key: encrypt what was plain
         assert_no_secret(_raw_specs(store), "the table after the first rotation")
-        assert store.rotate_secret_key(second, old_keys=first) == 4
+        assert store.rotate_secret_key(second, old_keys=first) == N_JOBS
         assert_no_secret(_raw_specs(store), "the table after the second rotation")
     finally:
         store.close()
@@ -207,7 +213,7 @@ def test_rotate_key_command(tmp_path):
     wrong = runner.invoke(app, ["rotate-key", "--database-url", url, "--old-key", new_key(), "--new-key", new])
     assert wrong.exit_code == 1 and "Error: UNAVAILABLE: cannot decrypt" in wrong.output, wrong.output
     done = runner.invoke(app, ["rotate-key", "--database-url", url], env={"CHRONOS_OLD_SECRET_KEY": old, "CHRONOS_NEW_SECRET_KEY": new})
-    assert done.exit_code == 0 and "4 job(s)" in done.output, done.output
+    assert done.exit_code == 0 and f"{N_JOBS} job(s)" in done.output, done.output
     assert old not in done.output and new not in done.output
     store = Store(url, secret_key=new)
     try:
@@ -247,12 +253,12 @@ async def test_ray_actor_reprs_never_show_secrets(ray_session, tmp_path):
                 await client.create_job(parse_job(spec))
             for spec in secret_jobs(receiver.base_url):
                 await client.trigger(spec["name"])
-            hits = await receiver.wait_for(4, timeout=30)
+            hits = await receiver.wait_for(N_JOBS, timeout=30)
         assert any(h.headers.get("X-Api-Key") == API_KEY for h in hits)  # the secrets are really in use
 
         host = ray.get_actor("chronos:pool:0", namespace=settings.namespace)
         reprs = [await h.__ray_call__.remote(lambda self: repr(self)) for h in (actor, host)]
-        assert reprs[1].startswith("HostActor(chronos:pool:0") and "jobs=4" in reprs[1]
+        assert reprs[1].startswith("HostActor(chronos:pool:0") and f"jobs={N_JOBS}" in reprs[1]
         records = _gcs_actor_records(settings.namespace)
         assert {r.class_name for r in records} >= {"SupervisorActor", "HostActor"}
         shown = [r.repr_name for r in records]
@@ -291,17 +297,18 @@ def served(tmp_path_factory):
 
     ray_tmp = tempfile.mkdtemp(prefix="crs", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     data = tmp_path_factory.mktemp("secrets") / "data"
-    env = {"RAY_TMPDIR": ray_tmp, "CHRONOS_SECRET_KEY": new_key(), "CHRONOS_CONFIG": "/nonexistent.yaml"}
+    env = {"RAY_TMPDIR": ray_tmp, "CHRONOS_SECRET_KEY": new_key(), "CHRONOS_CONFIG": "/nonexistent.yaml",
+           "CHRONOS_SIGNING_SECRET": DEFAULT_SIGNING}
     with ThreadedReceiver() as receiver:
         server = Server(data, env=env)
         try:
             server.start()
             api = f"{server.url}/api/v1"
+            for spec in secret_jobs(receiver.base_url):  # each starts an actor: slow on a busy machine
+                assert httpx.post(f"{api}/jobs", json=spec, timeout=60).status_code == 201
             for spec in secret_jobs(receiver.base_url):
-                assert httpx.post(f"{api}/jobs", json=spec).status_code == 201
-            for spec in secret_jobs(receiver.base_url):
-                assert httpx.post(f"{api}/jobs/{spec['name']}/trigger").status_code == 202
-            receiver.wait_for(4, timeout=60)
+                assert httpx.post(f"{api}/jobs/{spec['name']}/trigger", timeout=60).status_code == 202
+            receiver.wait_for(N_JOBS, timeout=60)
             yield {"server": server, "receiver": receiver, "api": api, "ray_tmp": Path(ray_tmp), "env": env}
         finally:
             server.stop()
@@ -309,8 +316,23 @@ def served(tmp_path_factory):
 
 
 def _sent_secrets(receiver) -> set[str]:
+    """The secrets the requests carried, and the signing secrets they verify with."""
+    from standardwebhooks import Webhook as Verifier
+    from standardwebhooks import WebhookVerificationError
+
     headers = [r.headers for r in receiver.requests]
-    return {h.get(name, "") for h in headers for name in ("Authorization", "X-Api-Key", "X-Upstream-Token")}
+    sent = {h.get(name, "") for h in headers for name in ("Authorization", "X-Api-Key", "X-Upstream-Token")}
+    for request in receiver.requests:
+        for secret in (SIGNING, DEFAULT_SIGNING):
+            try:
+                Verifier(secret).verify(request.body, dict(request.headers))
+                sent.add(secret)
+            except WebhookVerificationError:
+                pass
+    return sent
+
+
+SENT = {f"Bearer {TOKEN}", f"Basic {BASIC_B64}", API_KEY, f"Bearer {HEADER_AUTH}", HEADER_TOKEN, SIGNING, DEFAULT_SIGNING}
 
 
 @pytest.mark.e2e
@@ -318,7 +340,7 @@ def test_api_and_cli_never_show_secrets(served):
     from chronos.cli.main import app as cli_app
 
     api, receiver = served["api"], served["receiver"]
-    assert _sent_secrets(receiver) >= {f"Bearer {TOKEN}", f"Basic {BASIC_B64}", API_KEY, f"Bearer {HEADER_AUTH}", HEADER_TOKEN}
+    assert _sent_secrets(receiver) >= SENT
     seen: list[tuple[str, httpx.Response]] = []
 
     def call(method: str, path: str, expect: int, **kw: Any) -> httpx.Response:
@@ -329,7 +351,7 @@ def test_api_and_cli_never_show_secrets(served):
         return r
 
     jobs = call("GET", "/jobs", 200).json()["items"]
-    assert len(jobs) == 4
+    assert len(jobs) == N_JOBS
     call("GET", "/jobs?search=with&limit=2", 200)
     for job in jobs:
         name = job["name"]
@@ -349,9 +371,9 @@ def test_api_and_cli_never_show_secrets(served):
         execution = call("POST", f"/jobs/{name}/trigger", 202).json()
         call("GET", f"/jobs/{name}/executions?limit=5", 200)
         call("GET", f"/jobs/{name}/executions/{execution['id']}", 200)
-    receiver.wait_for(8, timeout=60)
+    receiver.wait_for(2 * N_JOBS, timeout=60)
     # The echoed "***" kept every stored secret: the second round carried them all again.
-    assert _sent_secrets(receiver) >= {f"Bearer {TOKEN}", f"Basic {BASIC_B64}", API_KEY, f"Bearer {HEADER_AUTH}", HEADER_TOKEN}
+    assert _sent_secrets(receiver) >= SENT
     finished = call("GET", "/jobs/with-bearer/executions?status=success", 200).json()["items"][0]
     call("POST", f"/jobs/with-bearer/executions/{finished['id']}/cancel", 409)
     base = served["server"].url
