@@ -90,6 +90,9 @@ class JobRunner:
         self._background: set[asyncio.Task] = set()
         self.running: dict[UUID, tuple[Execution, asyncio.Task]] = {}
         self._cancel_reasons: dict[UUID, str] = {}
+        # Claimed but not started: a slot waiting for its instant, catch-up and resumed
+        # runs waiting for their turn. A cancel takes one out, and it is never sent.
+        self._waiting: dict[UUID, Execution] = {}
         self._planned: Optional[datetime] = None  # the slot the timer waits for
         self._claimed: Optional[datetime] = None  # a claimed slot waiting for its instant
         self._stopping = False
@@ -184,6 +187,7 @@ class JobRunner:
                     # the next slot now: at the due instant, when every runner of the host
                     # fires, only the fire itself runs.
                     self._claimed = due
+                    self._waiting[execution.id] = execution
                     self._spawn(self._fire(execution))
             except asyncio.CancelledError:
                 raise
@@ -203,6 +207,8 @@ class JobRunner:
             await self._clock.sleep_until(due)
             if self._claimed == due:
                 self._claimed = None
+            if self._waiting.pop(execution.id, None) is None:
+                return  # cancelled while it waited for its instant
             if self._admit(execution):
                 # Run it in this task: its request leaves now, not after every other
                 # runner of the host due at this instant has been woken.
@@ -282,6 +288,13 @@ class JobRunner:
         return snapshot(execution)
 
     async def cancel(self, execution_id: UUID, reason: str = "cancelled by user") -> Optional[Execution]:
+        """Cancel an execution of this runner: one in flight is stopped; one claimed
+        and waiting (for its instant, or its turn after a catch-up or a restart) is
+        closed now and never sent. None if the runner does not hold it."""
+        waiting = self._waiting.pop(execution_id, None)
+        if waiting is not None:
+            self._close(waiting, ExecutionStatus.cancelled, reason=reason)
+            return snapshot(waiting)
         entry = self.running.get(execution_id)
         if entry is None:
             return None
@@ -381,7 +394,7 @@ class JobRunner:
         """An execution left pending/running by a runner that died."""
         if self.job.enabled and now - execution.scheduled_at <= self.job.catchup_window:
             execution.reason = "resumed after a restart (same execution id)"
-            self._spawn(self._run_in_turn([execution]))
+            self._queue([execution])
         else:
             self._close(
                 execution,
@@ -419,7 +432,7 @@ class JobRunner:
         cause = "while no scheduler was running" if first else "while the job's timer was held up"
         claimed = await self._claim_missed(after, horizon, cause)
         if claimed:
-            self._spawn(self._run_in_turn(claimed))
+            self._queue(claimed)
         return horizon, schedule.next_after(horizon)
 
     async def _claim_missed(self, since: datetime, now: datetime, cause: str) -> list[Execution]:
@@ -460,12 +473,19 @@ class JobRunner:
             slot = schedule.next_after(slot)
         return slots[-1000:], count
 
+    def _queue(self, executions: list[Execution]) -> None:
+        """Catch-up and resumed runs wait for their turn (cancellable meanwhile)."""
+        for execution in executions:
+            self._waiting[execution.id] = execution
+        self._spawn(self._run_in_turn(executions))
+
     async def _run_in_turn(self, executions: list[Execution]) -> None:
         """Catch-up and resumed runs go one after another, never piling up."""
         for execution in executions:
             while self.running:
                 await asyncio.wait([task for _, task in list(self.running.values())])
-            await asyncio.wait([self._start(execution)])
+            if self._waiting.pop(execution.id, None) is not None:  # else cancelled while queued
+                await asyncio.wait([self._start(execution)])
 
 
 def _set(future: asyncio.Future) -> None:

@@ -593,3 +593,54 @@ async def test_a_restored_host_settles_once_its_catch_up_is_sent_and_reported(cl
     (run,) = [e for e in upstream.claims if e.trigger is Trigger.catchup and e.status is not ExecutionStatus.skipped]
     assert run.id in {e.id for batch in upstream.reports for e in batch}  # reported, though still running
     await host.shutdown()
+
+
+# ------------------------------------------------------------ cancel before the send
+
+
+async def test_a_claimed_slot_cancelled_before_its_instant_is_never_sent(clock):
+    webhook = FakeWebhook(clock)
+    runner, reporter = runner_for(make_job("@every 10s"), clock, webhook)
+    runner.start()
+    await clock.advance(8.5)  # the 12:00:10 slot is claimed (2.5 s ahead) and waits
+    (waiting,) = reporter.by_status(ExecutionStatus.pending)
+    cancelled = await runner.cancel(waiting.id)
+    assert cancelled.status is ExecutionStatus.cancelled and cancelled.reason == "cancelled by user"
+    await clock.advance(25)
+    assert waiting.id not in {call[1] for call in webhook.calls}
+    assert reporter.executions[waiting.id].status is ExecutionStatus.cancelled
+    assert len(reporter.by_status(ExecutionStatus.success)) == 2  # 12:00:20 and 12:00:30 still fire
+    await runner.stop()
+
+
+async def test_a_queued_catch_up_run_cancelled_in_its_turn_is_never_sent(clock):
+    webhook = FakeWebhook(clock, latency=600)
+    job = make_job("* * * * *", missed_runs="execute_all", concurrency="forbid")
+    job = job.model_copy(update={"anchor": T0 - timedelta(days=1)})
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start(last_slot=T0 - timedelta(minutes=4))  # down since 11:56: three slots missed
+    await clock.advance(1)
+    catchups = [e for e in reporter.executions.values() if e.trigger is Trigger.catchup]
+    first, *queued = sorted(catchups, key=lambda e: e.scheduled_at)
+    assert len(queued) == 2 and first.status is ExecutionStatus.running
+    assert all(e.status is ExecutionStatus.pending for e in queued)
+    assert (await runner.cancel(queued[0].id)).status is ExecutionStatus.cancelled
+    await clock.advance(timedelta(minutes=30))
+    sent = {call[1] for call in webhook.calls}
+    assert first.id in sent and queued[1].id in sent and queued[0].id not in sent
+    await runner.stop()
+
+
+async def test_a_resumed_run_cancelled_while_queued_is_never_sent(clock):
+    webhook = FakeWebhook(clock, latency=600)
+    job = make_job("0 0 1 1 *")
+    left = [Execution(job_id=job.id, job_name=job.name, trigger=Trigger.manual, scheduled_at=T0, status=ExecutionStatus.running)
+            for _ in range(2)]
+    runner, reporter = runner_for(job, clock, webhook)
+    runner.start(orphans=[e.model_copy() for e in left])
+    await clock.advance(1)
+    assert [call[1] for call in webhook.calls] == [left[0].id]  # one at a time: the second waits its turn
+    assert (await runner.cancel(left[1].id)).status is ExecutionStatus.cancelled
+    await clock.advance(timedelta(minutes=30))
+    assert left[1].id not in {call[1] for call in webhook.calls}
+    await runner.stop()
