@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional, Protocol
 from uuid import UUID
 
-from chronos.models import Execution, ExecutionStatus, Job, JobCreate
+from chronos.models import Execution, ExecutionStatus, Job, JobCreate, Overview
 
 Page = tuple[list[Any], Optional[str]]  # (items, next_cursor)
 
@@ -54,6 +54,12 @@ class Backend(Protocol):
     async def get_execution(self, ref: str, execution_id: UUID) -> Execution: ...
 
     async def cancel_execution(self, ref: str, execution_id: UUID) -> Execution: ...
+
+    async def recent_executions(self, job_ids: list[UUID], per_job: int = 20) -> dict[UUID, list[Execution]]:
+        """Each job's newest executions, newest first, as summaries (the console's strips)."""
+
+    async def overview(self) -> Overview:
+        """Counts, failing jobs, running executions and the fires-per-minute forecast."""
 
     async def metrics(self) -> bytes:
         """Prometheus text exposition of the cluster-wide registry."""

@@ -585,6 +585,19 @@ class ExecutionChange:
         return [a for a in self.execution.attempts if a.number > self.attempts_before]
 
 
+class Overview(Lean):
+    """What is happening now, at a glance (the console's first page)."""
+
+    generated_at: datetime
+    last_hour: dict[str, int] = Field(description="Executions per status scheduled in the last hour.")
+    last_day: dict[str, int] = Field(description="Executions per status scheduled in the last 24 hours.")
+    missed_last_day: int = Field(description="Slots recorded as missed in the last 24 hours.")
+    failing: list[str] = Field(description="Names of the jobs whose last execution failed or timed out.")
+    running: list[Execution] = Field(description="Executions pending or running now (summaries).")
+    forecast_start: datetime = Field(description="The first minute of ``forecast``.")
+    forecast: list[int] = Field(description="Fires due per minute from forecast_start, over 24 hours.")
+
+
 # ---------------------------------------------------------------- validation at the boundary
 
 

@@ -207,6 +207,8 @@ _TABLES = [_MetaRow.__table__, _JobRow.__table__, _ExecutionRow.__table__, _Atte
 _jobs, _executions, _attempts = _JobRow.__table__, _ExecutionRow.__table__, _AttemptRow.__table__
 _EXECUTION_COLUMNS = [c.name for c in _executions.columns]
 _ATTEMPT_COLUMNS = [c.name for c in _attempts.columns]
+#: What a glance at an execution needs (the console's strips and running list), small to read.
+_SUMMARY_COLUMNS = ("id", "job_id", "job_name", "trigger", "status", "scheduled_at", "started_at", "finished_at", "duration")
 
 
 # ---------------------------------------------------------------- conversions
@@ -783,6 +785,41 @@ class Store:
             for a in s.exec(query):
                 by_execution[a.execution_id].append(a)
         return [_to_execution(r, by_execution[r.id]) for r in rows]
+
+    def recent_executions(self, job_ids: list[uuid.UUID], per_job: int) -> dict[uuid.UUID, list[Execution]]:
+        """Each job's newest ``per_job`` executions, newest first, as summaries (no attempts,
+        response body or error text): one indexed backward scan per job, in one transaction."""
+        _check_limit(per_job)
+        E = _ExecutionRow
+        columns = [getattr(E, name) for name in _SUMMARY_COLUMNS]
+        found: dict[uuid.UUID, list[Execution]] = {}
+        with self._tx() as s:
+            for job_id in job_ids:
+                query = select(*columns).where(E.job_id == job_id).order_by(E.scheduled_at.desc(), E.id.desc())
+                rows = s.exec(query.limit(per_job)).all()
+                found[job_id] = [Execution.model_validate(dict(zip(_SUMMARY_COLUMNS, row, strict=True))) for row in rows]
+        return found
+
+    def status_counts(self, since: datetime) -> tuple[dict[str, int], int]:
+        """Executions per status scheduled at or after ``since``, and the slots missed then."""
+        E = _ExecutionRow
+        query = (
+            select(E.status, func.count(), func.coalesce(func.sum(E.missed_slots), 0))
+            .where(E.scheduled_at >= since)
+            .group_by(E.status)
+        )
+        with self._tx() as s:
+            rows = s.exec(query).all()
+        return {status: int(n) for status, n, _ in rows}, sum(int(missed) for *_, missed in rows)
+
+    def running_executions(self, limit: int) -> list[Execution]:
+        """Up to ``limit`` executions pending or running now, newest slot first (summaries)."""
+        _check_limit(limit)
+        E = _ExecutionRow
+        columns = [getattr(E, name) for name in _SUMMARY_COLUMNS]
+        query = select(*columns).where(E.status.in_(_UNFINISHED)).order_by(E.scheduled_at.desc()).limit(limit)
+        with self._tx() as s:
+            return [Execution.model_validate(dict(zip(_SUMMARY_COLUMNS, row, strict=True))) for row in s.exec(query).all()]
 
     def last_slots(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:
         """Each job's latest scheduled/catch-up slot on record (manual runs are not slots)."""

@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, Callable, Optional, TypeVar
 from uuid import UUID
 
+from chronos.forecast import fires_per_minute
 from chronos.errors import Conflict, JobNotFound, NotFound, Unavailable
 from chronos.group_commit import GroupCommit
 from chronos.metrics import Metrics
@@ -43,6 +44,7 @@ from chronos.models import (
     Job,
     JobCreate,
     check_resolved,
+    Overview,
     keep_secrets,
     merge_patch,
     parse_job,
@@ -62,6 +64,9 @@ FLUSH_INTERVAL = 0.05
 FLUSH_CHUNK = 1000
 PRUNE_INTERVAL = 600.0
 READER_THREADS = 2
+OVERVIEW_TTL = timedelta(seconds=5)
+OVERVIEW_RUNNING = 100  # running executions the overview lists
+_FAILING = (ExecutionStatus.failed, ExecutionStatus.timeout)
 RECONCILE_HOSTS = 20  # hosts checked per reconcile round after the start
 
 
@@ -95,6 +100,7 @@ class Supervisor:
         self._background_tasks: set[asyncio.Task] = set()
         self._schedules: dict[tuple, Any] = {}
         self._claims = GroupCommit(self._claim_rows)
+        self._overview: Optional[Overview] = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -488,6 +494,29 @@ class Supervisor:
         await self.report([cancelled])
         await self.flush()
         return await self._read(self.store.get_execution, job.id, execution.id)
+
+    async def recent_executions(self, job_ids: list[UUID], per_job: int = 20) -> dict[UUID, list[Execution]]:
+        await self.flush()
+        return await self._read(self.store.recent_executions, list(job_ids), per_job)
+
+    async def overview(self) -> Overview:
+        """Cached for OVERVIEW_TTL: every open console tab polls it."""
+        now = utcnow()
+        cached = self._overview
+        if cached is not None and now - cached.generated_at < OVERVIEW_TTL:
+            return cached
+        await self.flush()
+        hour, _ = await self._read(self.store.status_counts, now - timedelta(hours=1))
+        day, missed = await self._read(self.store.status_counts, now - timedelta(days=1))
+        running = await self._read(self.store.running_executions, OVERVIEW_RUNNING)
+        start = now.replace(second=0, microsecond=0)
+        forecast = await self._read(fires_per_minute, list(self._jobs.values()), start)
+        failing = sorted(j.name for j in self._jobs.values() if j.last_status in _FAILING)
+        self._overview = Overview(
+            generated_at=now, last_hour=hour, last_day=day, missed_last_day=missed, failing=failing,
+            running=running, forecast_start=start, forecast=forecast,
+        )
+        return self._overview
 
     # ------------------------------------------------------------ Backend: health
 

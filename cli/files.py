@@ -8,21 +8,29 @@ mean "keep the secret the server has".
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
-
-import yaml
+from typing import Any
 
 from chronos.errors import ValidationError
-from chronos.models import REDACTED, JobCreate, parse_job, redact_webhook
+from chronos.manifests import (
+    InvalidManifest,
+    changed_fields,
+    dump_yaml,
+    dump_yaml_documents,
+    parse_documents,
+    redacted_paths,
+    unkeepable_secrets,
+    writable_fields,
+)
+from chronos.models import JobCreate, parse_job
 
 from chronos.cli.client import EXIT_USAGE, EXIT_VALIDATION, CliError
 
-READ_ONLY_FIELDS = ("id", "created_at", "updated_at", "next_run", "last_run", "last_status", "anchor")
+__all__ = ["JobDocument", "differences", "dump_json", "dump_yaml", "dump_yaml_documents", "load_documents", "redacted_paths"]
+
 JOB_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -40,17 +48,9 @@ class JobDocument:
         """The JSON body to send: the validated spec, normalised (durations as "10s")."""
         return self.spec.model_dump(mode="json")
 
-    def redacted_secrets(self) -> list[str]:
-        """Dotted paths of secrets the file gives as ``***``."""
-        return redacted_paths(self.body())
-
-
-def redacted_paths(spec: dict[str, Any]) -> list[str]:
-    webhook = spec.get("webhook") or {}
-    paths = [f"webhook.headers.{k}" for k, v in (webhook.get("headers") or {}).items() if v == REDACTED]
-    auth = webhook.get("auth") or {}
-    paths += [f"webhook.auth.{k}" for k in ("token", "password", "api_key") if auth.get(k) == REDACTED]
-    return paths
+    def unkeepable_secrets(self, server_job: dict[str, Any] | None) -> list[dict[str, str]]:
+        """Secrets the file gives as ``***`` that the server has none of to keep."""
+        return unkeepable_secrets(self.spec, server_job)
 
 
 def _read_text(path: str) -> tuple[str, str]:
@@ -87,35 +87,10 @@ def expand_paths(paths: list[str], allow_dirs: bool) -> list[str]:
 
 
 def _parse_documents(source: str, text: str) -> list[Any]:
-    """YAML (a superset of JSON) with any number of ``---`` documents; empty documents are skipped.
-    A JSON array of jobs is accepted too."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise CliError("INVALID_FILE", f"{source}: not valid YAML or JSON{where}: {problem}", exit_code=EXIT_VALIDATION) from None
-    out: list[Any] = []
-    for doc in docs:
-        if isinstance(doc, list):
-            out.extend(doc)
-        else:
-            out.append(doc)
-    return out
-
-
-def _stringify_dates(value: Any) -> Any:
-    """YAML turns unquoted 2026-01-01 into a date; the model wants strings there."""
-    import datetime as _dt
-
-    if isinstance(value, dict):
-        return {k: _stringify_dates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_stringify_dates(v) for v in value]
-    if isinstance(value, (_dt.date, _dt.datetime)):
-        return value.isoformat()
-    return value
+        return parse_documents(source, text)
+    except InvalidManifest as e:
+        raise CliError("INVALID_FILE", e.message, exit_code=EXIT_VALIDATION) from None
 
 
 def load_documents(paths: list[str], allow_dirs: bool = False) -> list[JobDocument]:
@@ -138,7 +113,7 @@ def load_documents(paths: list[str], allow_dirs: bool = False) -> list[JobDocume
                 invalid.append(label)
                 errors.append({"field": label, "message": f"a job document is a mapping of fields, not {type(raw).__name__}"})
                 continue
-            data = {k: v for k, v in _stringify_dates(raw).items() if k not in READ_ONLY_FIELDS}
+            data = writable_fields(raw)
             try:
                 spec = parse_job(data)
             except ValidationError as e:
@@ -165,46 +140,10 @@ def load_documents(paths: list[str], allow_dirs: bool = False) -> list[JobDocume
     return documents
 
 
-def comparable(spec: dict[str, Any]) -> dict[str, Any]:
-    """A job spec normalised for comparison: validated through the model (so "10s" and
-    10 compare equal and defaults are filled in) with every secret read as ``***``,
-    because the server never returns secrets."""
-    fields = {k: v for k, v in spec.items() if k in JobCreate.model_fields}
-    try:
-        norm = parse_job(fields).model_dump(mode="json")
-    except ValidationError:
-        norm = copy.deepcopy(fields)
-    if isinstance(norm.get("webhook"), dict):
-        redact_webhook(norm["webhook"])
-    return norm
-
-
 def differences(server_job: dict[str, Any], doc: JobDocument) -> list[str]:
     """Top-level spec fields where the file and the server differ (secrets ignored)."""
-    ours = comparable(doc.body())
-    theirs = comparable(server_job)
-    return [k for k in JobCreate.model_fields if ours.get(k) != theirs.get(k)]
+    return changed_fields(server_job, doc.spec)
 
 
 def dump_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style: Optional[str] = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str_representer)
-
-
-def dump_yaml(value: Any) -> str:
-    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
-
-
-def dump_yaml_documents(values: list[Any]) -> str:
-    return yaml.dump_all(values, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)

@@ -32,7 +32,7 @@ from chronos.cli.client import (
     ChronosClient,
     CliError,
 )
-from chronos.cli.files import JobDocument, differences, load_documents, redacted_paths
+from chronos.cli.files import JobDocument, differences, load_documents
 from chronos.cli.output import (
     Format,
     emit_data,
@@ -270,17 +270,13 @@ def _field_errors(e: ValidationError) -> list[dict[str, Any]]:
 def _check_no_redacted_secrets(doc: JobDocument, server_job: Optional[dict[str, Any]]) -> None:
     """``***`` in a file means "keep the stored secret": only meaningful when the server
     already stores a secret at that place."""
-    stored = {p.lower() for p in redacted_paths(server_job)} if server_job else set()
-    missing = [p for p in doc.redacted_secrets() if p.lower() not in stored]
-    if missing:
+    errors = doc.unkeepable_secrets(server_job)
+    if errors:
         raise CliError(
             "VALIDATION_ERROR",
             f'{doc.source}: job "{doc.name}" has secrets that read "***" but the server stores none to keep',
             exit_code=EXIT_VALIDATION,
-            errors=[
-                {"field": p, "message": '"***" is a secret read back from the server: write the real value in the file'}
-                for p in missing
-            ],
+            errors=errors,
         )
 
 

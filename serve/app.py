@@ -25,7 +25,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -43,6 +43,8 @@ from chronos.models import (
     parse_job,
 )
 from chronos.serve.auth import BEARER_SCHEME_NAME, BearerAuthMiddleware, open_paths
+from chronos.serve.console import PREFIX as CONSOLE_PREFIX
+from chronos.serve.console import install_console
 from chronos.serve.metrics import METRICS_CONTENT_TYPE, ApiMetrics, MetricsMiddleware
 from chronos.serve.middleware import BodyLimitMiddleware, LastResortMiddleware
 from chronos.serve.problems import (
@@ -664,10 +666,14 @@ def create_app(backend: Backend, settings: Settings, *, prometheus_registry: Any
     install_problem_handlers(app)
     _api_routes(app, backend, settings.egress_policy)
     _ops_routes(app, backend, metrics)
+    install_console(app, backend, settings)  # its own session auth: open to the bearer check
+    app.add_api_route("/", lambda: RedirectResponse(CONSOLE_PREFIX), include_in_schema=False)
 
     # add_middleware puts each new one outside the previous: innermost first.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(BearerAuthMiddleware, tokens=settings.api_tokens, open_paths=unauthenticated)
+    app.add_middleware(
+        BearerAuthMiddleware, tokens=settings.api_tokens, open_paths=unauthenticated | {"/"}, open_prefix=CONSOLE_PREFIX
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
     app.add_middleware(LastResortMiddleware)  # outermost: even a failing middleware answers a problem
 

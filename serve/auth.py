@@ -35,31 +35,47 @@ class TokenChecker:
     def enabled(self) -> bool:
         return bool(self._tokens)
 
-    def check(self, authorization: bytes | None) -> bool:
-        """True when ``authorization`` is ``Bearer <one of the tokens>``.
+    @property
+    def tokens(self) -> list[bytes]:
+        return list(self._tokens)
 
-        Every configured token is compared, in constant time, whatever the
-        outcome, so timing tells neither which token nor how much matched."""
+    def match(self, credentials: bytes) -> bytes | None:
+        """The configured token equal to ``credentials``, or None. Every token is compared,
+        in constant time, whatever the outcome, so timing tells neither which token nor
+        how much matched."""
+        found = None
+        for token in self._tokens:
+            if hmac.compare_digest(credentials, token):
+                found = token
+        return found if credentials else None
+
+    def check(self, authorization: bytes | None) -> bool:
+        """True when ``authorization`` is ``Bearer <one of the tokens>``."""
         if not authorization:
             return False
         scheme, _, credentials = authorization.strip().partition(b" ")
         if scheme.lower() != b"bearer":
             return False
-        credentials = credentials.strip()
-        matched = False
-        for token in self._tokens:
-            matched |= hmac.compare_digest(credentials, token)
-        return matched and bool(credentials)
+        return self.match(credentials.strip()) is not None
 
 
 class BearerAuthMiddleware:
-    def __init__(self, app: ASGIApp, tokens: Iterable[str], open_paths: Iterable[str] = DOC_PATHS) -> None:
+    """``open_prefix``: a tree of paths with an auth of its own (the console's session)."""
+
+    def __init__(
+        self, app: ASGIApp, tokens: Iterable[str], open_paths: Iterable[str] = DOC_PATHS, open_prefix: str | None = None
+    ) -> None:
         self.app = app
         self.checker = TokenChecker(tokens)
         self.open_paths = frozenset(open_paths)
+        self.open_prefix = open_prefix
+
+    def _open(self, path: str) -> bool:
+        prefix = self.open_prefix
+        return path in self.open_paths or bool(prefix and (path == prefix or path.startswith(prefix + "/")))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.checker.enabled or route_path(scope) in self.open_paths:
+        if scope["type"] != "http" or not self.checker.enabled or self._open(route_path(scope)):
             await self.app(scope, receive, send)
             return
         authorization = header(scope, b"authorization")
