@@ -166,6 +166,7 @@ class Server:
         dashboard = getattr(context, "dashboard_url", None)
         lines = [
             f"Chronos {chronos.__version__} is up ({s.placement} placement, store: {_safe_url(s.store_url)})",
+            f"  Console    {base}/ui",
             f"  API        {base}/api/v1",
             f"  Docs       {base}/docs",
             f"  Metrics    {base}/metrics",
