@@ -213,6 +213,7 @@ def test_a_yaml_edit_with_a_bad_schedule_shows_the_error_beside_it_and_changes_n
     error = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#errors li[data-field="schedule"]'), "the error")[0]
     line = next(i for i, row in enumerate(text.splitlines(), start=1) if row.startswith("schedule:"))
     assert f"line {line}" in error.text and "61" in error.text
+    editor = browser.find_element(By.ID, "yaml")  # the page answered the post: a new editor
     assert error.location["x"] > editor.location["x"] + editor.size["width"] - 5  # beside the editor, not under it
     assert "61 * * * *" in browser.find_element(By.ID, "yaml").get_attribute("value")  # the text is kept
     assert api.get("/api/v1/jobs/ping").json() == before
