@@ -27,44 +27,16 @@ from chronos import errors as E
 from chronos.models import ExecutionStatus, Trigger
 from chronos.serve.app import create_app
 from chronos.settings import Settings
+import guide
 from fake_backend import FakeBackend
 
 BASE = "http://127.0.0.1"
 JSON = {"Content-Type": "application/json"}
 
-# The two request bodies of the user guide (spec/first-job.md), byte for byte as curl sends them.
-GUIDE_SIMPLE = """{
-    "name": "hourly-health-check",
-    "description": "Check API health every hour",
-    "schedule": "0 * * * *",
-    "webhook": {
-      "url": "https://api.example.com/health",
-      "method": "GET"
-    },
-    "enabled": true
-  }"""
-
-GUIDE_BACKUP = """{
-    "name": "critical-backup",
-    "schedule": "0 2 * * *",
-    "timezone": "America/New_York",
-    "webhook": {
-      "url": "https://backup.example.com/trigger",
-      "method": "POST",
-      "headers": {
-        "Authorization": "Bearer your-api-key"
-      },
-      "body": "{\\"type\\": \\"full\\"}"
-    },
-    "retry_policy": {
-      "max_attempts": 5,
-      "initial_interval": "10s",
-      "max_interval": "5m",
-      "multiplier": 2.0
-    },
-    "timeout": "30m",
-    "enabled": true
-  }"""
+# The two request bodies of our guide, byte for byte as curl sends them: read from the pages
+# (docs/getting-started.md, docs/retries.md), so the guide shows exactly what these tests send.
+GUIDE_SIMPLE = guide.curl_body("getting-started.md", "hourly-health-check")
+GUIDE_BACKUP = guide.curl_body("retries.md", "critical-backup")
 
 SECRETS = ("your-api-key", "jwt-s3cret", "pa55word", "k3y-value", "hdr-t0ken")
 

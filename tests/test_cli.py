@@ -29,30 +29,14 @@ import yaml
 from typer.testing import CliRunner
 
 from chronos.cli.main import app
+import guide
 from receiver import ThreadedReceiver
 
 VENV_BIN = Path(sys.executable).parent
 CHRONOSCTL = VENV_BIN / "chronosctl"
 TOKEN = "s3cret-token"
 
-GUIDE_YAML = """\
-name: daily-report
-description: Generate and send daily report
-schedule: "0 9 * * 1-5"
-timezone: America/Los_Angeles
-webhook:
-  url: https://reports.example.com/generate
-  method: POST
-  headers:
-    Content-Type: application/json
-  body: |
-    {"report_type": "daily", "format": "pdf"}
-retry_policy:
-  max_attempts: 3
-  initial_interval: 30s
-timeout: 10m
-enabled: true
-"""
+GUIDE_YAML = guide.heredoc("getting-started.md", "daily-report.yaml")  # the guide's own job file
 
 
 # ====================================================================== the test server

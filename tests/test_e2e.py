@@ -17,6 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import guide
 from receiver import ThreadedReceiver
 from server import Server
 
@@ -55,28 +56,13 @@ def test_no_idle_ray_head_processes(server):
 
 
 def guide_bodies(receiver):
-    """The guide's two curl bodies, verbatim but for the webhook URLs."""
-    health = {
-        "name": "hourly-health-check",
-        "description": "Check API health every hour",
-        "schedule": "0 * * * *",
-        "webhook": {"url": receiver.url("/health"), "method": "GET"},
-        "enabled": True,
-    }
-    backup = {
-        "name": "critical-backup",
-        "schedule": "0 2 * * *",
-        "timezone": "America/New_York",
-        "webhook": {
-            "url": receiver.url("/trigger"),
-            "method": "POST",
-            "headers": {"Authorization": "Bearer your-api-key"},
-            "body": '{"type": "full"}',
-        },
-        "retry_policy": {"max_attempts": 5, "initial_interval": "10s", "max_interval": "5m", "multiplier": 2.0},
-        "timeout": "30m",
-        "enabled": True,
-    }
+    """The guide's two curl bodies (docs/getting-started.md, docs/retries.md), verbatim but for the webhook URLs."""
+    health = json.loads(guide.curl_body("getting-started.md", "hourly-health-check"))
+    backup = json.loads(guide.curl_body("retries.md", "critical-backup"))
+    assert health["webhook"]["url"] == "https://api.example.com/health"
+    assert backup["webhook"]["url"] == "https://backup.example.com/trigger"
+    health["webhook"]["url"] = receiver.url("/health")
+    backup["webhook"]["url"] = receiver.url("/trigger")
     return health, backup
 
 
@@ -124,29 +110,12 @@ def chronosctl(server, *args, input=None):
     return subprocess.run([BIN / "chronosctl", *args], capture_output=True, text=True, env=env, input=input, timeout=60)
 
 
-GUIDE_YAML = """\
-name: daily-report
-description: Generate and send daily report
-schedule: "0 9 * * 1-5"
-timezone: America/Los_Angeles
-webhook:
-  url: {url}
-  method: POST
-  headers:
-    Content-Type: application/json
-  body: |
-    {{"report_type": "daily", "format": "pdf"}}
-retry_policy:
-  max_attempts: 3
-  initial_interval: 30s
-timeout: 10m
-enabled: true
-"""
+GUIDE_YAML = guide.heredoc("getting-started.md", "daily-report.yaml")  # the guide's own job file
 
 
 def test_the_guides_cli_commands(server, receiver, tmp_path):
     os.chdir(tmp_path)
-    Path("daily-report.yaml").write_text(GUIDE_YAML.format(url=receiver.url("/generate")))
+    Path("daily-report.yaml").write_text(GUIDE_YAML.replace("https://reports.example.com/generate", receiver.url("/generate")))
     steps = [
         ("job create -f daily-report.yaml", "daily-report"),
         ("job list", "daily-report"),
