@@ -361,7 +361,11 @@ class JobBase(Strict):
     timeout: Duration = timedelta(minutes=5)
     concurrency: Concurrency = Concurrency.forbid
     missed_runs: MissedRuns = MissedRuns.execute_one
-    catchup_window: Duration = timedelta(hours=1)
+    catchup_window: Duration = Field(
+        default=timedelta(hours=1),
+        description="How late a run may still start: missed slots and interrupted executions older than this are "
+        "recorded, not run. 0 means on time only: a slot that cannot be claimed on time is recorded as missed.",
+    )
     tags: Tags = Field(default_factory=dict)
     enabled: bool = True
 

@@ -31,6 +31,7 @@ from uuid import UUID
 
 from chronos.clock import Clock
 from chronos.dispatcher import Outcome
+from chronos.durations import format_duration
 from chronos.models import Attempt, Concurrency, Execution, ExecutionStatus, Job, MissedRuns, Trigger
 from chronos.retry import judge
 from chronos.errors import InvalidSchedule
@@ -257,23 +258,39 @@ class JobRunner:
         return not self._changed.is_set()
 
     async def _claim(self, execution: Execution) -> bool:
-        """Claim, retrying while the supervisor is unreachable; a slot whose
-        claim cannot be made within the catch-up window is given up (the next
-        runner to start records it as missed)."""
-        delay = 0.1
+        """Claim, retrying while the supervisor is unreachable; True if the run is
+        ours to fire. A run whose claim cannot be made within the catch-up window
+        (0: on time) is not given up: it becomes a ``skipped`` record of a missed
+        run, claimed (and so recorded, and counted) as soon as the supervisor
+        answers again, with no restart needed."""
+        delay, given_up = 0.1, False
         while True:
             try:
-                return await self._reporter.claim(execution)
+                won = await self._reporter.claim(execution)
+                if won and given_up:
+                    self._reporter.report(execution)  # an earlier try may have been written as pending
+                return won and not execution.status.final
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 late = self._clock.now() - execution.scheduled_at
-                if late > self.job.catchup_window:
-                    log.error("job %s: giving up slot %s: %s", self.job.name, execution.scheduled_at, e)
-                    return False
+                if not execution.status.final and late > self.job.catchup_window:
+                    self._give_up(execution, e)
+                    given_up = True
                 log.warning("job %s: claim failed (%s), retrying in %.1fs", self.job.name, e, delay)
-                await asyncio.sleep(delay)
+                await self._clock.sleep_until(self._clock.now() + timedelta(seconds=delay))
                 delay = min(delay * 2, 5.0)
+
+    def _give_up(self, execution: Execution, error: Exception) -> None:
+        """Too late to run: the run is recorded as missed instead (see ``_claim``)."""
+        log.error("job %s: slot %s missed, the supervisor could not be reached: %s", self.job.name, execution.scheduled_at, error)
+        execution.status = ExecutionStatus.skipped
+        execution.finished_at = self._clock.now()
+        execution.missed_slots = 1
+        execution.reason = (
+            f"1 run(s) missed: its slot could not be claimed within catchup_window "
+            f"({format_duration(self.job.catchup_window)}), the supervisor was unreachable ({type(error).__name__})"
+        )
 
     # ------------------------------------------------------------ executions
 

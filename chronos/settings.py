@@ -47,9 +47,6 @@ class Settings(BaseSettings):
     job_slots_per_node: int = Field(default=64, ge=1, description="Dedicated job actors one node admits.")
     history_keep: int = Field(default=1000, ge=1, description="Executions kept per job.")
     history_max_age: Duration = Field(default=timedelta(days=30), description="Executions finished longer ago are pruned.")
-    catchup_window: Duration = Field(
-        default=timedelta(hours=1), description="Not read yet: each job's own catchup_window (default 1h) bounds its catch-up."
-    )
     api_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, repr=False, description="Bearer tokens the API accepts, comma-separated; empty: no authentication."
     )

@@ -90,8 +90,9 @@ SCHEMA_VERSION = 1
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _UNFINISHED = (ExecutionStatus.pending.value, ExecutionStatus.running.value)
 _SLOT_TRIGGERS = (Trigger.scheduled.value, Trigger.catchup.value)
-_RUNTIME_FIELDS = frozenset({"next_run", "last_run", "last_status"})
-_JOB_DATETIMES = ("created_at", "updated_at", "anchor", "next_run", "last_run")
+# next_run is not stored: it is worked out from the schedule when a job is read.
+_RUNTIME_FIELDS = frozenset({"last_run", "last_status"})
+_JOB_DATETIMES = ("created_at", "updated_at", "anchor", "last_run")
 
 
 def _chunks(ids: list, size: int = 1000) -> Iterator[list]:
@@ -150,7 +151,6 @@ class _JobRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=_UTCDateTime)
     spec: dict[str, Any] = Field(sa_type=JSON)
     tags: dict[str, str] = Field(sa_type=JSON)
-    next_run: Optional[datetime] = Field(default=None, sa_type=_UTCDateTime)
     last_run: Optional[datetime] = Field(default=None, sa_type=_UTCDateTime)
     last_status: Optional[str] = Field(default=None, sa_type=String(16))
 
@@ -228,9 +228,8 @@ def _job_values(job: Job, box: SecretBox) -> dict[str, Any]:
         "enabled": job.enabled,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
-        "spec": box.seal(job.model_dump(mode="json", exclude={"problem"})),
+        "spec": box.seal(job.model_dump(mode="json", exclude={"problem", "next_run"})),
         "tags": dict(job.tags),
-        "next_run": job.next_run,
         "last_run": job.last_run,
         "last_status": job.last_status.value if job.last_status else None,
     }
@@ -563,7 +562,7 @@ class Store:
         return int(total), int(on)
 
     def set_runtime(self, updates: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
-        """Batch-update next_run / last_run / last_status; unknown job ids are ignored."""
+        """Batch-update last_run / last_status; unknown job ids are ignored."""
         groups = _runtime_groups(updates)
         with self._tx(write=True) as s:
             self._set_runtime(s, groups)

@@ -644,3 +644,41 @@ async def test_a_resumed_run_cancelled_while_queued_is_never_sent(clock):
     await clock.advance(timedelta(minutes=30))
     assert left[1].id not in {call[1] for call in webhook.calls}
     await runner.stop()
+
+
+# ------------------------------------------------------------ an unreachable supervisor
+
+
+class OutageReporter(MemoryReporter):
+    """Claims fail (as when the supervisor cannot be reached) until ``up`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = False
+
+    async def claim(self, execution: Execution) -> bool:
+        if not self.up:
+            raise ConnectionError("supervisor unreachable")
+        return await super().claim(execution)
+
+
+@pytest.mark.parametrize("window", ["30s", "0s"])
+async def test_slots_that_could_not_be_claimed_are_recorded_once_the_supervisor_answers(clock, window):
+    webhook = FakeWebhook(clock, latency=0)
+    reporter = OutageReporter()
+    job = make_job("@every 10s", catchup_window=window, missed_runs="ignore")
+    runner, _ = runner_for(job, clock, webhook, reporter)
+    runner.start()
+    for _ in range(190):  # 114 s without a supervisor: slots 12:00:10 .. 12:01:50 are due meanwhile
+        await clock.advance(0.6)
+    assert reporter.executions == {}
+    reporter.up = True  # reachable again, no restart
+    for _ in range(30):  # until 12:02:09
+        await clock.advance(0.5)
+    records = reporter.by_status(ExecutionStatus.skipped)
+    fired = [e.scheduled_at for e in reporter.by_status(ExecutionStatus.success)]
+    assert fired == [T0 + timedelta(minutes=2)]  # the first slot after the outage fires as usual
+    assert sum(e.missed_slots for e in records) == 11  # every slot of the outage is recorded, none dropped
+    assert any("could not be claimed within catchup_window" in e.reason for e in records)
+    assert webhook.calls and len(webhook.calls) == 1
+    await runner.stop()

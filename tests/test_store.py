@@ -237,19 +237,18 @@ def test_set_runtime_batch(store):
     berlin = T0.astimezone(ZoneInfo("Europe/Berlin"))
     store.set_runtime(
         [
-            (a.id, {"next_run": berlin, "last_run": T0 - timedelta(minutes=5), "last_status": ExecutionStatus.success}),
+            (a.id, {"last_run": berlin, "last_status": ExecutionStatus.success}),
             (b.id, {"last_status": "failed"}),
-            (uuid.uuid4(), {"next_run": T0}),  # deleted meanwhile: ignored
+            (uuid.uuid4(), {"last_run": T0}),  # deleted meanwhile: ignored
         ]
     )
     got_a, got_b = store.get_job("a"), store.get_job("b")
-    assert got_a.next_run == T0 and got_a.next_run.tzinfo == UTC and got_a.next_run.microsecond == 123456
-    assert got_a.last_run == T0 - timedelta(minutes=5)
+    assert got_a.last_run == T0 and got_a.last_run.tzinfo == UTC and got_a.last_run.microsecond == 123456
     assert got_a.last_status is ExecutionStatus.success
     assert got_a.updated_at == a.updated_at  # runtime is not an edit
-    assert (got_b.next_run, got_b.last_status) == (None, ExecutionStatus.failed)
-    store.set_runtime([(a.id, {"next_run": None})])
-    assert store.get_job("a").next_run is None and store.get_job("a").last_run is not None
+    assert (got_b.last_run, got_b.last_status) == (None, ExecutionStatus.failed)
+    with pytest.raises(ValueError):  # not stored: worked out from the schedule on read
+        store.set_runtime([(a.id, {"next_run": None})])
     with pytest.raises(ValueError):
         store.set_runtime([(a.id, {"name": "x"})])
     with pytest.raises(ValueError):

@@ -326,3 +326,33 @@ def restarted(survivors: dict, runtime_class=LocalRuntime, **options):
         runtime.hosts.update(survivors)
         return runtime
     return make
+
+
+async def test_slots_missed_while_the_supervisor_was_unreachable_are_recorded_without_a_restart(supervisor):
+    """A host whose claims fail (the supervisor cannot be reached) records the slots
+    it could not claim as missed as soon as claims work again: in the store, and in
+    chronos_missed_runs_total."""
+    real_claim, down = supervisor.claim, True
+
+    async def claim(executions):
+        if down:
+            raise ConnectionError("supervisor unreachable")
+        return await real_claim(executions)
+
+    supervisor.claim = claim
+    spec = {"name": "every-second", "schedule": "* * * * * *", "catchup_window": "0s", "missed_runs": "ignore",
+            "webhook": {"url": "http://127.0.0.1:9/"}}
+    await supervisor.create_job(parse_job(spec))
+    await asyncio.sleep(3)
+    assert rows(supervisor) == 0
+    down = False
+    await asyncio.sleep(2)
+    await supervisor.flush()
+    with supervisor.store.engine.connect() as conn:
+        missed = conn.execute(text("SELECT sum(missed_slots) FROM executions")).scalar_one()
+        slots = conn.execute(text("SELECT sum(coalesce(missed_slots, 1)) FROM executions")).scalar_one()
+    assert missed >= 1  # the slot held up in its claim; the later ones were only a little late and ran
+    assert slots >= 4  # every slot of the 5 s is accounted for
+    exposition = (await supervisor.metrics()).decode()
+    counted = [line for line in exposition.splitlines() if line.startswith("chronos_missed_runs_total")]
+    assert counted and float(counted[0].split()[-1]) == missed
