@@ -190,6 +190,19 @@ def test_mkdocs_builds_strictly(tmp_path):
         assert (tmp_path / "site" / page / "index.html").exists(), page
 
 
+def test_generating_the_references_starts_nothing():
+    """The hook runs in every `mkdocs build`: no Ray (not even imported), no server, no thread."""
+    script = (
+        "import sys, threading; sys.path.insert(0, 'tests'); import guide; ref = guide.reference()\n"
+        "pages = [getattr(ref, builder)() for builder in ref.PAGES.values()]\n"
+        "assert all(p.startswith('# ') for p in pages)\n"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')), threading.active_count())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=guide.ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "1"]
+
+
 def _prose(text: str) -> set[str]:
     """Lines of running text outside code blocks, normalised: what a copy would share."""
     text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
