@@ -29,6 +29,8 @@ class SupervisorActor:
     def __init__(self, settings: Settings):
         # Imported here, in the actor's process only: the driver that creates this
         # actor then holds no SQLAlchemy, store or metrics (≈ 25 MiB it never uses).
+        from chronos.dispatcher import Dispatcher
+        from chronos.notifier import Notifier
         from chronos.store import Store
         from chronos.supervisor import Supervisor
 
@@ -39,6 +41,8 @@ class SupervisorActor:
             history_keep=settings.history_keep,
             history_max_age=settings.history_max_age,
             metrics_job_labels=settings.metrics_job_labels,
+            notifier=Notifier(settings.notify, public_url=settings.link_base),
+            notify_dispatcher=Dispatcher(egress=settings.egress_policy, signing_secrets=settings.signing_secrets),
         )
         runtime = RayRuntime(
             placement=settings.placement,

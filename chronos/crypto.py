@@ -1,7 +1,7 @@
 """Encryption at rest of webhook secrets (``CHRONOS_SECRET_KEY``, Fernet).
 
 The store keeps a job's spec as JSON. With a key, each secret value in it (auth
-``token``/``password``/``api_key``, the values of secret headers and the signing secrets, the same set the
+``token``/``password``/``api_key``, the values of secret headers, the signing secrets and notification URLs, the same set the
 API redacts) is replaced by ``{"fernet": "<token>"}`` on write and decrypted on read.
 A JSON object can never be a real secret (they are strings), so a job written without
 a key, or before encryption was turned on, reads back as it is.
@@ -94,6 +94,9 @@ class SecretBox:
 
 
 def _map_secrets(spec: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
+    targets = spec.get("notify")
+    if isinstance(targets, list):  # a notification URL is a credential (Slack's path is its key)
+        spec = {**spec, "notify": [{**t, "url": fn(t["url"])} if isinstance(t, dict) and "url" in t else t for t in targets]}
     webhook = spec.get("webhook")
     if not isinstance(webhook, dict):
         return spec

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import yaml
 
 from chronos.errors import ValidationError
-from chronos.models import REDACTED, JobCreate, parse_job, redact_webhook
+from chronos.models import REDACTED, JobCreate, parse_job, redact_spec
 
 READ_ONLY_FIELDS = ("id", "created_at", "updated_at", "next_run", "last_run", "last_status", "anchor")
 
@@ -75,6 +75,11 @@ def redacted_paths(spec: dict[str, Any]) -> list[str]:
     paths = [f"webhook.headers.{k}" for k, v in (webhook.get("headers") or {}).items() if v == REDACTED]
     auth = webhook.get("auth") or {}
     paths += [f"webhook.auth.{k}" for k in ("token", "password", "api_key") if auth.get(k) == REDACTED]
+    signing = webhook.get("signing_secret")
+    if REDACTED in (signing if isinstance(signing, list) else [signing]):
+        paths.append("webhook.signing_secret")
+    paths += [f"notify.{i}.url" for i, t in enumerate(spec.get("notify") or [])
+              if isinstance(t, dict) and str(t.get("url", "")).endswith(f"/{REDACTED}")]
     return paths
 
 
@@ -98,9 +103,7 @@ def comparable(spec: dict[str, Any]) -> dict[str, Any]:
         norm = parse_job(fields).model_dump(mode="json")
     except ValidationError:
         norm = copy.deepcopy(fields)
-    if isinstance(norm.get("webhook"), dict):
-        redact_webhook(norm["webhook"])
-    return norm
+    return redact_spec(norm)
 
 
 def changed_fields(stored: dict[str, Any], spec: JobCreate) -> list[str]:

@@ -289,6 +289,70 @@ class RetryPolicy(Strict):
     multiplier: float = Field(default=2.0, ge=1.0, le=100.0)
 
 
+# ---------------------------------------------------------------- notifications
+
+
+class NotifyEvent(str, Enum):
+    failed = "failed"
+    timeout = "timeout"
+    missed = "missed"
+    recovered = "recovered"
+    succeeded = "succeeded"
+
+
+class NotifyFormat(str, Enum):
+    json = "json"
+    slack = "slack"
+
+
+class NotifyMode(str, Enum):
+    change = "change"  # when the job's state changes (healthy <-> failing), and missed slots
+    every = "every"  # every run with a listed outcome
+
+
+DEFAULT_EVENTS = [NotifyEvent.failed, NotifyEvent.timeout, NotifyEvent.missed, NotifyEvent.recovered]
+MAX_NOTIFY_TARGETS = 10
+
+
+def mask_url(url: str) -> str:
+    """A notification URL as shown: its origin and ``/***``. The path and query of a Slack (or
+    any incoming-webhook) URL are its credential."""
+    parts = urlsplit(url)
+    if (parts.path in ("", "/")) and not parts.query:
+        return url
+    return f"{parts.scheme}://{parts.netloc}/{REDACTED}"
+
+
+class NotifyTarget(Strict):
+    url: Annotated[str, Field(max_length=2048), AfterValidator(_check_url)]
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(DEFAULT_EVENTS), min_length=1, description="What this target is told of."
+    )
+    format: NotifyFormat = NotifyFormat.json
+    mode: NotifyMode = Field(
+        default=NotifyMode.change,
+        description="change: when the job starts failing or recovers (and missed slots); every: every listed outcome.",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _unique(cls, events: list[NotifyEvent]) -> list[NotifyEvent]:
+        return list(dict.fromkeys(events))
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "url" else value)
+
+
+def _check_targets(targets: list[NotifyTarget]) -> list[NotifyTarget]:
+    if len(targets) > MAX_NOTIFY_TARGETS:
+        raise PydanticCustomError("notify", f"at most {MAX_NOTIFY_TARGETS} notification targets: remove some")
+    return targets
+
+
+NotifyTargets = Annotated[list[NotifyTarget], AfterValidator(_check_targets)]
+
+
 # ---------------------------------------------------------------- job
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -368,6 +432,7 @@ class JobBase(Strict):
     )
     tags: Tags = Field(default_factory=dict)
     enabled: bool = True
+    notify: NotifyTargets = Field(default_factory=list, description="Who is told when the job fails, misses slots or recovers.")
 
     @field_validator("timeout")
     @classmethod
@@ -418,6 +483,7 @@ class JobUpdate(Strict):
     catchup_window: Optional[Duration] = None
     tags: Optional[dict[str, Optional[str]]] = None
     enabled: Optional[bool] = None
+    notify: Optional[list[dict[str, Any]]] = None
 
 
 class Job(JobBase):
@@ -451,8 +517,17 @@ class Job(JobBase):
         data.pop("anchor", None)
         if data.get("problem") is None:
             data.pop("problem", None)
-        redact_webhook(data["webhook"])
-        return data
+        return redact_spec(data)
+
+
+def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A job spec (a JSON dict) with its secrets as shown: ``***``, notification URLs masked."""
+    if isinstance(spec.get("webhook"), dict):
+        redact_webhook(spec["webhook"])
+    for target in spec.get("notify") or []:
+        if isinstance(target, dict) and isinstance(target.get("url"), str):
+            target["url"] = mask_url(target["url"])
+    return spec
 
 
 def redact_webhook(webhook: dict[str, Any]) -> dict[str, Any]:
@@ -472,6 +547,7 @@ def redact_webhook(webhook: dict[str, Any]) -> dict[str, Any]:
 
 def keep_secrets(new: dict[str, Any], old: Job) -> dict[str, Any]:
     """Where ``new`` (a raw job dict) says ``***``, put back the stored secret."""
+    _keep_target_urls(new, old)
     webhook = new.get("webhook")
     if not isinstance(webhook, dict):
         return new
@@ -493,6 +569,23 @@ def keep_secrets(new: dict[str, Any], old: Job) -> dict[str, Any]:
     return new
 
 
+def _keep_target_urls(new: dict[str, Any], old: Job) -> None:
+    """A notification URL read back masked (``https://hooks.slack.com/***``) keeps the stored
+    URL it masks (the first not yet taken, in order)."""
+    targets = new.get("notify")
+    if not isinstance(targets, list):
+        return
+    stored = [t.url for t in old.notify]
+    for target in targets:
+        url = target.get("url") if isinstance(target, dict) else None
+        if not isinstance(url, str) or not url.endswith(f"/{REDACTED}"):
+            continue
+        match = next((s for s in stored if mask_url(s) == url), None)
+        if match is not None:
+            target["url"] = match
+            stored.remove(match)
+
+
 def keep_listed(new: Any, stored: list[str]) -> Any:
     """``"***"`` keeps every stored secret; in a list, the k-th ``"***"`` keeps the k-th
     stored one, so ``["whsec_new", "***"]`` rotates (new first, the old still signs) and
@@ -506,13 +599,19 @@ def keep_listed(new: Any, stored: list[str]) -> Any:
 
 
 def check_resolved(spec: JobCreate) -> JobCreate:
-    """A spec about to be stored must not sign with a ``"***"`` that had no stored secret to keep."""
+    """A spec about to be stored must hold no ``***`` placeholder that had no stored secret to keep."""
     from chronos.errors import ValidationError
 
+    problems = []
     if REDACTED in spec.webhook.signing_secrets:
-        message = '"***" keeps a stored secret, and there is none to keep here: give a whsec_ secret'
-        raise ValidationError(f"webhook.signing_secret: {message}",
-                              [{"field": "webhook.signing_secret", "message": message, "type": "signing_secret"}])
+        problems.append(("webhook.signing_secret",
+                         '"***" keeps a stored secret, and there is none to keep here: give a whsec_ secret'))
+    for i, target in enumerate(spec.notify):
+        if target.url.endswith(f"/{REDACTED}"):
+            problems.append((f"notify.{i}.url", "a masked URL keeps the stored URL it masks, and none does: give the full URL"))
+    if problems:
+        raise ValidationError("; ".join(f"{field}: {message}" for field, message in problems),
+                              [{"field": field, "message": message, "type": "unresolved_secret"} for field, message in problems])
     return spec
 
 

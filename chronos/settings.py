@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
-from chronos.models import Duration
+from chronos.models import Duration, NotifyTarget
 
 if TYPE_CHECKING:
     from chronos.egress import EgressPolicy
@@ -76,6 +76,17 @@ class Settings(BaseSettings):
         "several, newest first and space-separated, during a rotation (all sign).",
     )
 
+    # repr=False: a notification URL is a credential (a Slack webhook's path is its key).
+    notify: list[NotifyTarget] = Field(
+        default_factory=list,
+        repr=False,
+        description='Notification targets told of every job, as JSON: [{"url": "https://hooks.slack.com/...", '
+        '"format": "slack", "events": ["failed", "recovered"]}] (docs/notifications.md).',
+    )
+    public_url: Optional[str] = Field(
+        default=None, description="Where people reach the API, for the links in notifications; default http://HOST:PORT."
+    )
+
     @field_validator("signing_secret")
     @classmethod
     def _check_signing_secret(cls, v: Optional[SecretStr]) -> Optional[SecretStr]:
@@ -86,6 +97,10 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(f"CHRONOS_SIGNING_SECRET: each secret {problem}")
         return v
+
+    @property
+    def link_base(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def signing_secrets(self) -> tuple[str, ...]:

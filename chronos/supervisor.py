@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional, TypeVar
 from uuid import UUID
 
 from chronos.forecast import fires_per_minute
+from chronos.dispatcher import Dispatcher
 from chronos.errors import Conflict, JobNotFound, NotFound, Unavailable
 from chronos.group_commit import GroupCommit
 from chronos.metrics import Metrics
@@ -45,12 +46,15 @@ from chronos.models import (
     JobCreate,
     check_resolved,
     Overview,
+    RetryPolicy,
     keep_secrets,
     merge_patch,
     parse_job,
     utcnow,
 )
 from chronos.host import digest
+from chronos.notifier import Notifier
+from chronos.outbox import DELIVERY_POLICY, DELIVERY_TIMEOUT, Outbox
 from chronos.runtime import JOB_PREFIX, Host, HostGone, Runtime
 from chronos.schedules import parse_schedule
 from chronos.store import Store, parse_uuid
@@ -79,7 +83,14 @@ class Supervisor:
         history_max_age: timedelta = timedelta(days=30),
         reconcile_interval: float = 1.0,
         metrics_job_labels: bool = False,
+        notifier: Optional[Notifier] = None,
+        notify_dispatcher: Optional[Dispatcher] = None,
+        delivery_policy: RetryPolicy = DELIVERY_POLICY,
+        delivery_timeout: float = DELIVERY_TIMEOUT,
     ):
+        """``notifier``: decides notifications (default: only the jobs' own targets);
+        ``notify_dispatcher`` sends them (the server's egress policy and default signing
+        secrets), each attempt within ``delivery_timeout`` seconds, retried per ``delivery_policy``."""
         self.store = store
         self._runtime: Optional[Runtime] = None
         self.stats = Metrics(job_labels=metrics_job_labels)
@@ -101,6 +112,9 @@ class Supervisor:
         self._schedules: dict[tuple, Any] = {}
         self._claims = GroupCommit(self._claim_rows)
         self._overview: Optional[Overview] = None
+        self.notifier = notifier or Notifier()
+        self.outbox = Outbox(notify_dispatcher or Dispatcher(), self._count_notice,
+                             policy=delivery_policy, timeout=delivery_timeout)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -116,6 +130,7 @@ class Supervisor:
         await self._io(self.store.create_schema)
         for job in await self._io(self.store.all_jobs):
             self._remember(job)
+        self.notifier.seed(self._jobs.values())
         loaded = time.monotonic()
         await self._stop_orphans()
         await self.reconcile(every_host=True)
@@ -134,6 +149,7 @@ class Supervisor:
         if self._runtime:
             await self._runtime.close()
         await self.flush()
+        await self.outbox.close()
         self._db.shutdown(wait=True)
         self._reader.shutdown(wait=True)
 
@@ -193,7 +209,9 @@ class Supervisor:
     async def claim(self, executions: list[Execution]) -> list[bool]:
         inserted = await self._claims(executions)
         # Counted once, by the claim that wrote the row (a skipped summary is final at once).
-        self.stats.record(ExecutionChange(e) for e, ok in zip(executions, inserted, strict=True) if ok)
+        written = [ExecutionChange(e) for e, ok in zip(executions, inserted, strict=True) if ok]
+        self.stats.record(written)
+        self._notify(written)
         lost = [e for e, ok in zip(executions, inserted, strict=True) if not ok and e.job_id in self._jobs]
         if not lost:
             return inserted
@@ -261,6 +279,19 @@ class Supervisor:
                         self._runtime_updates.setdefault(job_id, fields)
                     raise
                 self.stats.record(written)
+                self._notify(written)
+
+    def _notify(self, changes: list[ExecutionChange]) -> None:
+        """Notices for what the store just made final (each once, by a claim or a report), handed to the outbox:
+        deciding is quick and sending happens in tasks of their own."""
+        for change in changes:
+            job = self._jobs.get(change.execution.job_id)
+            if job is not None and change.finished:
+                for notice in self.notifier.decide(job, change.execution):
+                    self.outbox.put(notice)
+
+    def _count_notice(self, event: str, outcome: str) -> None:
+        self.stats.notifications.labels(event, outcome).inc()
 
     async def prune(self) -> int:
         keep, max_age = self._history
@@ -440,6 +471,7 @@ class Supervisor:
         Forgotten first, with no await before the delete is queued: claims and
         reports queued after the delete then leave the job out (see claim)."""
         self._forget(job.id)
+        self.notifier.forget(job.id)
         self._pending = {k: v for k, v in self._pending.items() if v.job_id != job.id}
         try:
             await self._io(self.store.delete_job, job.id)

@@ -268,12 +268,14 @@ class _Routes:
 
 
 def _check_patch_url(patch: dict[str, Any], egress: EgressPolicy) -> None:
-    """A PATCH is validated whole by the backend after merging; a new URL is checked
+    """A PATCH is validated whole by the backend after merging; new URLs are checked
     against the egress policy here, where the server's policy is known."""
-    url = (patch.get("webhook") or {}).get("url")
-    problem = egress.url_problem(url) if isinstance(url, str) else None
-    if problem:
-        raise E.ValidationError(f"webhook.url: {problem}", [{"field": "webhook.url", "message": problem}])
+    urls = [("webhook.url", (patch.get("webhook") or {}).get("url"))]
+    urls += [(f"notify.{i}.url", t.get("url")) for i, t in enumerate(patch.get("notify") or []) if isinstance(t, dict)]
+    for field, url in urls:
+        problem = egress.url_problem(url) if isinstance(url, str) else None
+        if problem:
+            raise E.ValidationError(f"{field}: {problem}", [{"field": field, "message": problem}])
 
 
 def _api_routes(app: FastAPI, backend: Backend, egress: EgressPolicy) -> None:

@@ -174,6 +174,13 @@ async def test_api_rejects_denied_urls_on_create_replace_and_patch():
         r = await c.patch("/api/v1/jobs/probe", json={"webhook": {"url": "http://192.168.1.1/"}})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "webhook.url", r.text
         assert (await c.get("/api/v1/jobs/probe")).json()["webhook"]["url"] == "http://127.0.0.1:9/hook"
+        # Notification targets obey the same policy, named by their own field.
+        r = await c.post("/api/v1/jobs", json={**_spec("http://127.0.0.1:9/hook"), "name": "told",
+                                               "notify": [{"url": "http://169.254.169.254/hook"}]})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "notify.0.url", r.text
+        r = await c.patch("/api/v1/jobs/probe", json={"notify": [{"url": "http://10.1.2.3/"}]})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "notify.0.url", r.text
+        assert (await c.get("/api/v1/jobs/probe")).json()["notify"] == []
 
 
 async def test_api_allow_list_lets_an_operator_open_a_range():

@@ -21,6 +21,7 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -31,13 +32,15 @@ from typer.testing import CliRunner
 from chronos.crypto import SecretKeyError
 from chronos.models import Job, parse_job
 from chronos.store import Store
+from receiver import closed_port
 
 TOKEN, PASSWORD, API_KEY = "bearer-S3CRET-tok", "basic-S3CRET-pw", "apikey-S3CRET-val"
 HEADER_AUTH, HEADER_TOKEN = "hdr-S3CRET-auth", "xtok-S3CRET-hdr"
 BASIC_B64 = base64.b64encode(f"ops:{PASSWORD}".encode()).decode()  # as it travels in the header
 SIGNING = "whsec_" + base64.b64encode(b"signing-S3CRET-of-the-job-0123").decode()
 DEFAULT_SIGNING = "whsec_" + base64.b64encode(b"signing-S3CRET-server-default-9").decode()  # CHRONOS_SIGNING_SECRET
-SECRETS = (TOKEN, PASSWORD, API_KEY, HEADER_AUTH, HEADER_TOKEN, BASIC_B64, SIGNING, DEFAULT_SIGNING)
+NOTIFY_PATH = "/services/T0/B0/notify-S3CRET-path"  # a Slack incoming webhook's path is its credential
+SECRETS = (TOKEN, PASSWORD, API_KEY, HEADER_AUTH, HEADER_TOKEN, BASIC_B64, SIGNING, DEFAULT_SIGNING, NOTIFY_PATH[1:])
 
 
 def secret_jobs(url: str) -> list[dict[str, Any]]:
@@ -52,6 +55,9 @@ def secret_jobs(url: str) -> list[dict[str, Any]]:
         {"name": "with-headers", "schedule": "0 0 1 1 *",
          "webhook": hook("/headers", headers={"Authorization": f"Bearer {HEADER_AUTH}", "X-Upstream-Token": HEADER_TOKEN})},
         {"name": "with-signing", "schedule": "0 0 1 1 *", "webhook": hook("/signing", signing_secret=[SIGNING])},
+        # Its webhook fails, so its (unreachable) Slack target is told: the delivery failure is logged.
+        {"name": "with-notify", "schedule": "0 0 1 1 *", "retry_policy": {"max_attempts": 1}, "webhook": hook("/failing"),
+         "notify": [{"url": f"http://127.0.0.1:{closed_port()}{NOTIFY_PATH}", "format": "slack"}]},
     ]
 
 
@@ -117,10 +123,11 @@ def _secrets_of(store: Store) -> set[str]:
         auth = job.webhook.auth
         found |= {getattr(auth, k) for k in ("token", "password", "api_key") if auth is not None and hasattr(auth, k)}
         found |= set(job.webhook.headers.values()) | set(job.webhook.signing_secrets)
+        found |= {urlsplit(target.url).path[1:] for target in job.notify}
     return found
 
 
-EXPECTED = {TOKEN, PASSWORD, API_KEY, f"Bearer {HEADER_AUTH}", HEADER_TOKEN, SIGNING}
+EXPECTED = {TOKEN, PASSWORD, API_KEY, f"Bearer {HEADER_AUTH}", HEADER_TOKEN, SIGNING, NOTIFY_PATH[1:]}
 
 
 def test_secrets_are_encrypted_at_rest_and_read_back(store_url):
@@ -300,6 +307,7 @@ def served(tmp_path_factory):
     env = {"RAY_TMPDIR": ray_tmp, "CHRONOS_SECRET_KEY": new_key(), "CHRONOS_CONFIG": "/nonexistent.yaml",
            "CHRONOS_SIGNING_SECRET": DEFAULT_SIGNING}
     with ThreadedReceiver() as receiver:
+        receiver.route("/failing", status=500)
         server = Server(data, env=env)
         try:
             server.start()
@@ -393,6 +401,9 @@ def test_api_and_cli_never_show_secrets(served):
             assert result.exit_code == 0, result.output
             assert_no_secret(result.output, f"chronosctl -o {fmt}")
     assert "***" in runner.invoke(cli_app, ["-o", "yaml", "job", "get", "with-basic"], env=env).output
+    shown = runner.invoke(cli_app, ["-o", "json", "job", "get", "with-notify"], env=env).output
+    url = json.loads(shown)["notify"][0]["url"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/***"), url  # where it goes, not its path
 
 
 @pytest.mark.e2e
@@ -412,6 +423,8 @@ def test_logs_and_actor_table_never_show_secrets(served):
     assert any("session_" in str(p) and p.suffix in (".log", ".out", ".err") for p in files), files[:20]
     for path in files:
         assert_no_secret(path.read_bytes(), str(path))
+    # The unreachable notification target of "with-notify" was logged (host only, no path).
+    assert any(b"notification not delivered" in p.read_bytes() for p in files if p.suffix in (".log", ".out", ".err"))
     log = server.read_log()
     assert "Chronos" in log and "is up" in log  # the captured stdout/stderr is really the server's
     assert_no_secret(log, "the server's stdout/stderr")
