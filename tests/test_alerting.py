@@ -15,14 +15,14 @@ import httpx
 import pytest
 import yaml
 
+from prometheus_server import PrometheusServer
 from receiver import ThreadedReceiver
-from server import Server, free_port
+from server import Server
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = DEPLOY / "prometheus" / "chronos.rules.yml"
 DASHBOARD = DEPLOY / "grafana" / "chronos-dashboard.json"
 PROMTOOL = shutil.which("promtool")
-PROMETHEUS = shutil.which("prometheus")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
 
 
@@ -88,51 +88,31 @@ def test_every_dashboard_expression_parses(tmp_path):
 # ---------------------------------------------------------------- a real Prometheus
 
 
-def _alerts(prometheus: str) -> dict[str, str]:
-    data = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+def _alerts(prometheus: PrometheusServer) -> dict[str, str]:
+    data = httpx.get(f"{prometheus.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
     return {a["labels"]["alertname"]: a["state"] for a in data}
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(PROMETHEUS is None, reason="the prometheus server (Debian package prometheus) is not installed")
 def test_a_real_prometheus_sees_the_failing_alert(tmp_path):
+    """The shipped rules file, loaded by a real Prometheus scraping a real server every second."""
     with ThreadedReceiver() as receiver:
         receiver.route("/broken", status=500)
         server = Server(tmp_path / "data", env={"CHRONOS_CONFIG": "/nonexistent.yaml"})
-        prometheus = None
         try:
             server.start()
             job = {"name": "always-failing", "schedule": "*/1 * * * * *", "retry_policy": {"max_attempts": 1},
                    "webhook": {"url": receiver.url("/broken")}}
-            assert httpx.post(f"{server.url}/api/v1/jobs", json=job).status_code == 201
-            port = free_port()
-            config = tmp_path / "prometheus.yml"
-            config.write_text(yaml.safe_dump({
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(RULES)],
-                "scrape_configs": [{"job_name": "chronos", "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}]}],
-            }))
-            prometheus = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{port}"],
-                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"),
-            )
-            url, states, deadline = f"http://127.0.0.1:{port}", {}, time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    states = _alerts(url)
-                except httpx.HTTPError:
-                    pass
-                if states.get("ChronosExecutionsFailing") in ("pending", "firing"):
-                    break
-                time.sleep(1)
-            log = (tmp_path / "prometheus.log").read_text()[-2000:]
-            assert states.get("ChronosExecutionsFailing") in ("pending", "firing"), (states, log)
-            assert "ChronosDown" not in states and "ChronosNotReady" not in states  # only what is true
-            up = httpx.get(f"{url}/api/v1/query", params={"query": 'up{job="chronos"}'}).json()["data"]["result"]
-            assert up and up[0]["value"][1] == "1"
+            assert httpx.post(f"{server.url}/api/v1/jobs", json=job, timeout=60).status_code == 201
+            with PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{server.port}"], rule_files=[RULES]) as prom:
+                states, deadline = {}, time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    states = _alerts(prom)
+                    if states.get("ChronosExecutionsFailing") in ("pending", "firing"):
+                        break
+                    time.sleep(1)
+                assert states.get("ChronosExecutionsFailing") in ("pending", "firing"), states
+                assert "ChronosDown" not in states and "ChronosNotReady" not in states  # only what is true
+                assert prom.query('up{job="chronos"}')[0]["value"][1] == "1"
         finally:
-            if prometheus is not None:
-                prometheus.terminate()
-                prometheus.wait(timeout=30)
             server.stop()
