@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional, Protocol
 from uuid import UUID
 
-from chronos.models import Execution, ExecutionStatus, Job, JobCreate, Overview
+from chronos.models import Execution, ExecutionStatus, Glance, Job, JobCreate, Overview
 
 Page = tuple[list[Any], Optional[str]]  # (items, next_cursor)
 
@@ -55,7 +55,7 @@ class Backend(Protocol):
 
     async def cancel_execution(self, ref: str, execution_id: UUID) -> Execution: ...
 
-    async def recent_executions(self, job_ids: list[UUID], per_job: int = 20) -> dict[UUID, list[Execution]]:
+    async def recent_executions(self, job_ids: list[UUID], per_job: int = 20) -> dict[UUID, list[Glance]]:
         """Each job's newest executions, newest first, as summaries (the console's strips)."""
 
     async def overview(self) -> Overview:

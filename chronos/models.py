@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, NamedTuple, Optional, Union
 from urllib.parse import urlsplit
 
 
@@ -686,6 +686,16 @@ class ExecutionChange:
     @property
     def new_attempts(self) -> list[Attempt]:
         return [a for a in self.execution.attempts if a.number > self.attempts_before]
+
+
+class Glance(NamedTuple):
+    """One execution at a glance (a cell of the console's strips). A tuple, not a model:
+    a page of 50 jobs carries 1,000 of them from the supervisor, and pickling models
+    would cost more than the query."""
+
+    id: uuid.UUID
+    status: ExecutionStatus
+    scheduled_at: datetime
 
 
 class Overview(Lean):

@@ -42,11 +42,12 @@ from chronos.models import (
     Execution,
     ExecutionChange,
     ExecutionStatus,
+    Glance,
     Job,
     JobCreate,
-    check_resolved,
     Overview,
     RetryPolicy,
+    check_resolved,
     keep_secrets,
     merge_patch,
     parse_job,
@@ -527,7 +528,7 @@ class Supervisor:
         await self.flush()
         return await self._read(self.store.get_execution, job.id, execution.id)
 
-    async def recent_executions(self, job_ids: list[UUID], per_job: int = 20) -> dict[UUID, list[Execution]]:
+    async def recent_executions(self, job_ids: list[UUID], per_job: int = 20) -> dict[UUID, list[Glance]]:
         await self.flush()
         return await self._read(self.store.recent_executions, list(job_ids), per_job)
 

@@ -213,3 +213,35 @@ async def test_history_filter_and_bad_input_answer_in_html(client, receiver):
     assert (await client.get("/ui/jobs?tag=nokey")).status_code == 422
     assert (await client.get("/ui/jobs?tag=team%3Dnone")).status_code == 200
     assert "No jobs match" in (await client.get("/ui/jobs?search=zzz")).text
+
+
+def test_the_store_reads_for_the_console(store):
+    """recent_executions / status_counts / running_executions, on SQLite and PostgreSQL."""
+    from datetime import timedelta
+
+    from chronos.models import Execution, ExecutionStatus, Job, parse_job, utcnow
+
+    now = utcnow()
+    jobs = [Job(**parse_job({"name": f"j{i}", "schedule": "@hourly", "webhook": {"url": "http://127.0.0.1:9/"}}).model_dump())
+            for i in range(3)]
+    for job in jobs:
+        store.insert_job(job)
+    rows = []
+    for k in range(25):
+        status = ExecutionStatus.failed if k % 5 == 0 else ExecutionStatus.success
+        rows.append(Execution(job_id=jobs[0].id, job_name="j0", status=status, scheduled_at=now - timedelta(minutes=k)))
+    rows.append(Execution(job_id=jobs[1].id, job_name="j1", status=ExecutionStatus.running, scheduled_at=now))
+    rows.append(Execution(job_id=jobs[1].id, job_name="j1", status=ExecutionStatus.skipped, missed_slots=7,
+                          scheduled_at=now - timedelta(hours=3)))
+    assert all(store.claim(rows))
+
+    recent = store.recent_executions([j.id for j in jobs], 20)
+    assert [g.scheduled_at for g in recent[jobs[0].id]] == [now - timedelta(minutes=k) for k in range(20)]
+    assert recent[jobs[0].id][0].status is ExecutionStatus.failed and recent[jobs[2].id] == []
+    assert [g.status for g in recent[jobs[1].id]] == [ExecutionStatus.running, ExecutionStatus.skipped]
+
+    hour, missed_hour = store.status_counts(now - timedelta(hours=1))
+    assert hour == {"success": 20, "failed": 5, "running": 1} and missed_hour == 0
+    day, missed_day = store.status_counts(now - timedelta(days=1))
+    assert day["skipped"] == 1 and missed_day == 7
+    assert [e.job_name for e in store.running_executions(10)] == ["j1"]

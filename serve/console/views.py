@@ -14,7 +14,7 @@ from typing import Any, Optional
 from zoneinfo import ZoneInfo
 
 from chronos.manifests import dump_yaml, manifest_of
-from chronos.models import Execution, Job, Trigger
+from chronos.models import Execution, Glance, Job, Trigger
 from chronos.schedules import next_runs, parse_schedule
 
 from chronos.serve.console.charts import BarChart, bar_chart
@@ -40,10 +40,10 @@ class JobRow:
     enabled: bool
     next_run: Optional[datetime]
     last_status: Optional[str]
-    strip: list[Execution]  # oldest first, so the newest is on the right
+    strip: list[Glance]  # oldest first, so the newest is on the right
 
 
-def job_row(job: Job, recent: list[Execution]) -> JobRow:
+def job_row(job: Job, recent: list[Glance]) -> JobRow:
     return JobRow(
         name=job.name,
         schedule=job.schedule,
