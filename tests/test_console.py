@@ -6,6 +6,7 @@ the same pages in Chromium; these pin the HTML, CSRF, auth and YAML rules fast."
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from typing import Any, AsyncIterator
 
@@ -245,3 +246,18 @@ def test_the_store_reads_for_the_console(store):
     day, missed_day = store.status_counts(now - timedelta(days=1))
     assert day["skipped"] == 1 and missed_day == 7
     assert [e.job_name for e in store.running_executions(10)] == ["j1"]
+
+
+async def test_cancel_a_running_execution_from_the_console(client, receiver):
+    receiver.route("/hang", delay=math.inf)
+    await client.post("/api/v1/jobs", json=job_body("stuck", receiver.url("/hang")))
+    await client.post("/api/v1/jobs/stuck/trigger")
+    running = await wait_status(client, "stuck", "running")
+    page = await client.get("/ui/jobs/stuck")
+    assert f'action="/ui/jobs/stuck/executions/{running["id"]}/cancel"' in page.text
+    done = await client.post(f"/ui/jobs/stuck/executions/{running['id']}/cancel", data={"csrf": csrf_of(page)})
+    assert done.status_code == 303 and done.headers["location"] == f"/ui/jobs/stuck/executions/{running['id']}"
+    shown = await client.get(done.headers["location"])
+    assert "cancelled" in shown.text and "cancelled by user" in shown.text
+    again = await client.post(f"/ui/jobs/stuck/executions/{running['id']}/cancel", data={"csrf": csrf_of(page)})
+    assert again.status_code == 409 and "already finished" in again.text
