@@ -23,7 +23,8 @@ from typer.core import TyperGroup
 
 from chronos import __version__
 from chronos.errors import ValidationError
-from chronos.models import Concurrency, ExecutionStatus, JobCreate, Method, merge_patch, parse_job
+from chronos.models import MAX_SIGNING_SECRETS, Concurrency, ExecutionStatus, JobCreate, Method, merge_patch, parse_job
+from chronos.signing import GENERATE, generate_secret
 
 from chronos.cli.client import (
     EXIT_ERROR,
@@ -280,6 +281,18 @@ def _check_no_redacted_secrets(doc: JobDocument, server_job: Optional[dict[str, 
         )
 
 
+def _told(doc: JobDocument, telling: Telling) -> tuple[dict[str, Any], Optional[str]]:
+    """A document's body with the --notify/--signing-secret options, validated here (nothing is
+    sent if one is invalid), and the secret generated for it."""
+    body = telling.apply(doc.body())
+    try:
+        parse_job(body)
+    except ValidationError as e:
+        raise CliError(e.code, f'{doc.source}: job "{doc.name}" would not be valid; nothing was sent',
+                       exit_code=EXIT_VALIDATION, errors=_field_errors(e)) from None
+    return body, telling.generated
+
+
 # ---------------------------------------------------------------- job commands
 
 
@@ -338,33 +351,121 @@ FileOption = typer.Option(
     show_default=False,
 )
 
+NotifyOption = typer.Option(
+    [], "--notify", metavar="URL", help="Tell this URL when the job fails or recovers (repeatable; replaces the job's targets)."
+)
+NotifyOnOption = typer.Option(
+    None, "--notify-on", metavar="EVENTS",
+    help="What --notify targets hear, comma-separated: failed, timeout, missed, recovered, succeeded "
+    "[default: failed,timeout,missed,recovered]. With update alone: changes the job's current targets.",
+)
+NotifyFormatOption = typer.Option(None, "--notify-format", help="json (default) or slack (an incoming-webhook message).")
+SigningSecretOption = typer.Option(
+    None, "--signing-secret", metavar="generate|whsec_...",
+    help='Sign every request (Standard Webhooks); "generate" makes a secret and shows it once.',
+)
+
+
+@dataclass
+class Telling:
+    """The notification and signing options of job create/update, as fields of a job spec."""
+
+    notify: list[str]
+    notify_on: Optional[str]
+    notify_format: Optional[str]
+    signing_secret: Optional[str]
+    generated: Optional[str] = None  # the secret made for "generate", to show once
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.notify) or any(v is not None for v in (self.notify_on, self.notify_format, self.signing_secret))
+
+    def targets(self, current: Optional[list[dict[str, Any]]] = None) -> Optional[list[dict[str, Any]]]:
+        """The ``notify`` field to send, or None to leave it alone. Without --notify, --notify-on
+        and --notify-format change the ``current`` targets (masked URLs: the server keeps them)."""
+        events = [e.strip() for e in self.notify_on.split(",") if e.strip()] if self.notify_on is not None else None
+        if self.notify:
+            base: list[dict[str, Any]] = [{"url": url} for url in self.notify]
+        elif events is not None or self.notify_format is not None:
+            if not current:
+                raise CliError("USAGE", "--notify-on and --notify-format need --notify URL (the job has no targets)",
+                               exit_code=EXIT_USAGE)
+            base = [dict(t) for t in current]
+        else:
+            return None
+        for target in base:
+            if events is not None:
+                target["events"] = events
+            if self.notify_format is not None:
+                target["format"] = self.notify_format
+        return base
+
+    def secret(self) -> Optional[str]:
+        """The signing secret to send (generated once per call of this method for "generate")."""
+        if self.signing_secret is None:
+            return None
+        if self.signing_secret.strip().lower() == GENERATE:
+            self.generated = generate_secret()
+            return self.generated
+        return self.signing_secret
+
+    def apply(self, spec: dict[str, Any], current: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+        """``spec`` (a job or a patch) with these options set."""
+        targets, secret = self.targets(current), self.secret()
+        if targets is not None:
+            spec["notify"] = targets
+        if secret is not None:
+            spec["webhook"] = {**(spec.get("webhook") or {}), "signing_secret": secret}
+        return spec
+
+    def show_secret(self, job_name: str, fmt: Format) -> None:
+        """The generated secret, once: on stdout for people, on stderr beside -o json|yaml."""
+        if self.generated is None:
+            return
+        line = f'signing secret of job "{job_name}" (shown once, give it to the receiver now): {self.generated}'
+        if fmt is Format.table:
+            typer.echo(line)
+        else:
+            notice(line)
+
 
 @job_app.command("create")
 def job_create(
     ctx: typer.Context,
     filename: list[str] = FileOption,
+    notify: list[str] = NotifyOption,
+    notify_on: Optional[str] = NotifyOnOption,
+    notify_format: Optional[str] = NotifyFormatOption,
+    signing_secret: Optional[str] = SigningSecretOption,
     output: Optional[Format] = OutputOption,
 ) -> None:
     """Create jobs from a YAML or JSON file.
 
     Every document is validated before anything is sent; a job whose name already exists is an error (use `job apply` to create-or-update).
+    --notify and --signing-secret apply to every job of the files ("generate" makes one secret per job).
 
     Examples:
       chronosctl job create -f daily-report.yaml
       cat jobs.yaml | chronosctl job create -f -
+      chronosctl job create -f backup.yaml --notify https://hooks.slack.com/services/T/B/X --notify-format slack
+      chronosctl job create -f backup.yaml --signing-secret generate
     """
     fmt = _fmt(ctx, output)
     docs = load_documents(filename, allow_dirs=True)
+    telling = Telling(notify, notify_on, notify_format, signing_secret)
+    bodies = [_told(doc, telling) for doc in docs]
     for doc in docs:
         _check_no_redacted_secrets(doc, None)
     client = _state(ctx).client()
     created: list[dict[str, Any]] = []
     try:
-        for doc in docs:
-            job = client.create_job(doc.body())
+        for doc, (body, generated) in zip(docs, bodies, strict=True):
+            job = client.create_job(body)
             created.append(job)
+            telling.generated = generated
             if fmt is Format.table:
                 success(f'job "{job.get("name", doc.name)}" created ({_next_run_note(job)})')
+            telling.show_secret(job.get("name", doc.name), fmt)
     finally:
         if fmt is not Format.table and created:
             emit_data(created[0] if len(docs) == 1 else created, fmt)
@@ -481,6 +582,13 @@ def job_update(
         metavar="KEY.PATH=VALUE",
         help="Set any field; VALUE is read as YAML (5, true, 10s, null removes). Repeatable.",
     ),
+    notify: list[str] = NotifyOption,
+    notify_on: Optional[str] = NotifyOnOption,
+    notify_format: Optional[str] = NotifyFormatOption,
+    signing_secret: Optional[str] = SigningSecretOption,
+    keep_old_secrets: bool = typer.Option(
+        False, "--keep-old-secrets", help="With --signing-secret: the current secrets go on signing too (a rotation)."
+    ),
     output: Optional[Format] = OutputOption,
 ) -> None:
     """Change some fields of a job (sent as one JSON merge patch).
@@ -492,8 +600,13 @@ def job_update(
       chronosctl job update daily-report --timeout 15m --disable
       chronosctl job update daily-report --set retry_policy.max_attempts=5 --set tags.team=reports
       chronosctl job update daily-report --set webhook.headers.X-Debug=null
+      chronosctl job update daily-report --notify https://ops.example.com/hook --notify-on failed,recovered
+      chronosctl job update daily-report --signing-secret generate --keep-old-secrets
     """
     fmt = _fmt(ctx, output)
+    telling = Telling(notify, notify_on, notify_format, signing_secret)
+    if keep_old_secrets and signing_secret is None:
+        raise CliError("USAGE", "--keep-old-secrets goes with --signing-secret generate|whsec_...", exit_code=EXIT_USAGE)
     patch: dict[str, Any] = {}
     for field_name, value in (
         ("schedule", schedule),
@@ -527,15 +640,19 @@ def job_update(
         for key in reversed(keys):
             nested = {key: nested}
         patch = merge_patch_keep_nulls(patch, nested)
+    client = _state(ctx).client()
+    current = client.get_job(name) if patch or telling.wanted else {}
+    patch = telling.apply(patch, current.get("notify"))
+    if keep_old_secrets:
+        stored = (current.get("webhook") or {}).get("signing_secret")
+        old_secrets = stored if isinstance(stored, list) else [stored] if stored else []
+        patch["webhook"]["signing_secret"] = [patch["webhook"]["signing_secret"], *old_secrets][:MAX_SIGNING_SECRETS]
     if not patch:
         raise CliError(
             "USAGE",
             "nothing to update: give at least one option such as --schedule or --set KEY=VALUE (see --help)",
             exit_code=EXIT_USAGE,
         )
-
-    client = _state(ctx).client()
-    current = client.get_job(name)
     spec = {k: v for k, v in current.items() if k in JobCreate.model_fields}
     try:
         parse_job(merge_patch(spec, patch))
@@ -550,6 +667,7 @@ def job_update(
         success(f'job "{job.get("name", name)}" updated ({changed}); {_next_run_note(job)}')
     else:
         emit_data(job, fmt)
+    telling.show_secret(job.get("name", name), fmt)
 
 
 def merge_patch_keep_nulls(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

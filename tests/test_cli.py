@@ -457,6 +457,52 @@ def test_update_is_validated_locally(url):
     assert r.exit_code == 2
 
 
+def test_notify_and_signing_options_on_create_and_update(url, server, tmp_path):
+    """--notify/--notify-on/--notify-format set the targets; --signing-secret generate shows the
+    secret once (and the server signs with it); --keep-old-secrets rotates."""
+    from chronos.signing import secret_problem
+
+    slack = "https://hooks.slack.com/services/T1/B1/cli-S3CRET"
+    path = write(tmp_path, "told.yaml", yaml.safe_dump(job_yaml("told", url)))
+    r = ok(url, "job", "create", "-f", path, "--notify", slack, "--notify-format", "slack",
+           "--notify-on", "failed,recovered", "--signing-secret", "generate")
+    (line,) = [x for x in r.stdout.splitlines() if "signing secret" in x]
+    first = line.rsplit(" ", 1)[1]
+    assert secret_problem(first) is None and "shown once" in line
+    stored = stored_job(server, "told")
+    assert stored.webhook.signing_secret == first
+    assert [(t.url, [e.value for e in t.events], t.format.value) for t in stored.notify] == [
+        (slack, ["failed", "recovered"], "slack")]
+    shown = ok(url, "job", "get", "told", "-o", "json").stdout
+    assert "cli-S3CRET" not in shown and first not in shown
+    assert json.loads(shown)["notify"][0]["url"] == "https://hooks.slack.com/***"
+
+    # --notify-on alone changes the current targets; the masked URL keeps the stored one.
+    ok(url, "job", "update", "told", "--notify-on", "failed,timeout,missed")
+    stored = stored_job(server, "told")
+    assert stored.notify[0].url == slack and [e.value for e in stored.notify[0].events] == ["failed", "timeout", "missed"]
+
+    # A rotation: the new secret first, the old one still signs; -o json keeps stdout parseable.
+    r = ok(url, "job", "update", "told", "--signing-secret", "generate", "--keep-old-secrets", "-o", "json")
+    assert json.loads(r.stdout)["webhook"]["signing_secret"] == ["***", "***"]
+    second = r.stderr.strip().rsplit(" ", 1)[1]
+    assert stored_job(server, "told").webhook.signing_secret == [second, first]
+
+    ok(url, "job", "update", "told", "--notify", f"{url}/ops", "--signing-secret", second)
+    stored = stored_job(server, "told")
+    assert [t.url for t in stored.notify] == [f"{url}/ops"] and stored.webhook.signing_secret == second
+
+    r = cli(url, "job", "update", "told", "--notify-on", "exploded")
+    assert r.exit_code == 6 and "notify.0.events.0" in r.stderr
+    r = cli(url, "job", "update", "told", "--signing-secret", "not-a-secret")
+    assert r.exit_code == 6 and "webhook.signing_secret" in r.stderr and "not-a-secret" not in r.stderr
+    r = cli(url, "job", "update", "told", "--keep-old-secrets")
+    assert r.exit_code == 2 and "--signing-secret" in r.stderr
+    api(url, "POST", "/jobs", json=job_yaml("quiet", url))
+    r = cli(url, "job", "update", "quiet", "--notify-on", "failed")
+    assert r.exit_code == 2 and "need --notify URL" in r.stderr
+
+
 # ====================================================================== executions and schedules
 
 
