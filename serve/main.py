@@ -11,7 +11,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import typer
 
@@ -42,10 +42,14 @@ def serve(
     settings = load_settings(
         host=host, port=port, ray_address=address, data_dir=data_dir, database_url=database_url, placement=placement
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from chronos.serve.output import divert_ray_output
+
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    server = Server(settings, dashboard=dashboard)
+    _check_port_free(settings.host, settings.port)  # before the diversion: this error is for the terminal
+    terminal = divert_ray_output(settings.data_dir / "logs")
+    print(f"Starting Chronos (Ray's own output goes to {terminal.log})...", file=terminal.out)
+    server = Server(settings, dashboard=dashboard, terminal=terminal.out)
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     try:
         server.start()
@@ -103,9 +107,10 @@ SERVE_TUNING = {
 
 
 class Server:
-    def __init__(self, settings, *, dashboard: bool):
+    def __init__(self, settings, *, dashboard: bool, terminal: TextIO = sys.stdout):
         self.settings = settings
         self.dashboard = dashboard
+        self.terminal = terminal
         self._stop = False
         self._supervisor: Any = None
 
@@ -119,7 +124,6 @@ class Server:
         from chronos.actors.supervisor import start_supervisor
 
         s = self.settings
-        _check_port_free(s.host, s.port)
         for name, value in SERVE_TUNING.items():  # inherited by the Ray processes started below
             os.environ.setdefault(name, value)
         if s.ray_address:
@@ -174,7 +178,7 @@ class Server:
         if dashboard:
             lines.append(f"  Ray        http://{dashboard}  (token: run `ray get-auth-token`, or see ~/.ray/auth_token)")
         lines.append("Press Ctrl-C to stop.")
-        print("\n".join(lines), flush=True)
+        print("\n".join(lines), file=self.terminal, flush=True)
 
     def run(self) -> None:
         """Keep the driver alive; bring the supervisor back if it vanished."""
@@ -196,7 +200,7 @@ class Server:
 
         if not ray.is_initialized():
             return
-        print("Stopping Chronos...", flush=True)
+        print("Stopping Chronos...", file=self.terminal, flush=True)
         try:
             serve.shutdown()
         except Exception as e:
@@ -208,7 +212,7 @@ class Server:
                 log.warning("supervisor shutdown: %s", e)
             ray.kill(self._supervisor, no_restart=True)
         ray.shutdown()
-        print("Stopped.", flush=True)
+        print("Stopped.", file=self.terminal, flush=True)
 
 
 @contextmanager

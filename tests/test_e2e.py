@@ -170,3 +170,9 @@ def test_jobs_survive_a_restart_and_kill_9(own_server, receiver):
         slots.setdefault(r.headers["X-Chronos-Scheduled-Time"], set()).add(r.headers["X-Chronos-Execution-ID"])
     assert all(len(ids) == 1 for ids in slots.values()), "a slot was fired under two execution ids"
     assert process.stop() == 0
+    # The terminal shows Chronos's banner; Ray's chatter went to the data dir's log.
+    terminal = process.read_log()
+    assert terminal.count("Chronos 0.1.0 is up") == 2 and "Stopped." in terminal
+    for chatter in ("Started a local Ray instance", "logging.cc", "(raylet)", "serve -- ", "token_setup"):
+        assert chatter not in terminal, chatter
+    assert "Started a local Ray instance" in (process.data_dir / "logs" / "serve.log").read_text()
