@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal, NamedTuple, Optional, Union
+from typing import Annotated, Any, Iterable, Literal, NamedTuple, Optional, Union
 from urllib.parse import urlsplit
 
 
@@ -686,6 +686,19 @@ class ExecutionChange:
     @property
     def new_attempts(self) -> list[Attempt]:
         return [a for a in self.execution.attempts if a.number > self.attempts_before]
+
+
+def last_runs(changes: Iterable[ExecutionChange]) -> dict[uuid.UUID, tuple[datetime, ExecutionStatus]]:
+    """Each job's newest run that these writes ended, as (its start, its status):
+    a job's ``last_run``/``last_status``. A skipped slot is not a run."""
+    runs: dict[uuid.UUID, tuple[datetime, ExecutionStatus]] = {}
+    for change in changes:
+        e = change.execution
+        if change.finished and e.status is not ExecutionStatus.skipped:
+            run = (e.started_at or e.scheduled_at, e.status)
+            if e.job_id not in runs or runs[e.job_id][0] <= run[0]:
+                runs[e.job_id] = run
+    return runs
 
 
 class Glance(NamedTuple):

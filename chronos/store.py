@@ -85,7 +85,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from chronos.crypto import SecretBox, split_keys
 from chronos.errors import DuplicateJob, ExecutionNotFound, JobNotFound, Unavailable, ValidationError
-from chronos.models import NAME_PATTERN, TRUSTED, Attempt, Execution, ExecutionChange, ExecutionStatus, Glance, Job, Trigger, field_errors
+from chronos.models import NAME_PATTERN, TRUSTED, Attempt, Execution, ExecutionChange, ExecutionStatus, Glance, Job, Trigger, field_errors, last_runs
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +308,14 @@ _UPDATE_EXECUTION = (
     update(_executions)
     .where(_executions.c.id == bindparam("b_id", type_=_executions.c.id.type))
     .values({c: bindparam(f"b_{c}", type_=_executions.c[c].type) for c in _EXECUTION_MUTABLE})
+)
+
+
+_LAST_RUN = bindparam("b_last_run", type_=_jobs.c.last_run.type)
+_SET_LAST_RUN = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("b_id", type_=_jobs.c.id.type), or_(_jobs.c.last_run.is_(None), _jobs.c.last_run <= _LAST_RUN))
+    .values(last_run=_LAST_RUN, last_status=bindparam("b_last_status", type_=_jobs.c.last_status.type))
 )
 
 
@@ -679,7 +687,15 @@ class Store:
         ]
         self._update_existing(s, [c.execution for c in changes if c.before is not None])
         self._upsert_attempts(s, [_attempt_values(c.execution.id, a) for c in changes for a in c.execution.attempts])
+        self._set_last_runs(s, last_runs(changes))
         return changes
+
+    def _set_last_runs(self, s: Session, runs: dict[uuid.UUID, tuple[datetime, ExecutionStatus]]) -> None:
+        """A job's last run follows the runs written, never going back to an older one
+        (a run that ended late, a report of an older run retried)."""
+        params = [{"b_id": job_id, "b_last_run": at, "b_last_status": status.value} for job_id, (at, status) in runs.items()]
+        if params:
+            s.execute(_SET_LAST_RUN, sorted(params, key=lambda p: p["b_id"].int))  # lock order, as in _insert_new
 
     def _recorded(self, s: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[ExecutionStatus, bool, int]]:
         """Each stored row's (status, whether it has its start, highest attempt

@@ -49,6 +49,7 @@ from chronos.models import (
     RetryPolicy,
     check_resolved,
     keep_secrets,
+    last_runs,
     merge_patch,
     parse_job,
     utcnow,
@@ -101,7 +102,6 @@ class Supervisor:
         # API reads must not queue behind the writes (claims and reports of every host).
         self._reader = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="chronos-store-read")
         self._pending: dict[UUID, Execution] = {}
-        self._runtime_updates: dict[UUID, dict] = {}
         self._jobs: dict[UUID, Job] = {}  # the one writer keeps them in memory
         self._names: dict[str, UUID] = {}
         self._placement: Optional[dict[str, tuple[set[UUID], int]]] = None  # see _hosts
@@ -252,10 +252,6 @@ class Supervisor:
             if _latest(queued, execution) is queued:
                 continue  # a late report of a state already queued past (the store refuses the rest)
             self._pending[execution.id] = execution
-            if execution.status.final and execution.status is not ExecutionStatus.skipped:
-                runtime = {"last_run": execution.started_at or execution.scheduled_at, "last_status": execution.status}
-                self._runtime_updates[job.id] = runtime
-                self._jobs[job.id] = job.model_copy(update=runtime)  # get_job reads memory
         # Acknowledge only once written: a host forgets what it reported, so a
         # supervisor killed while holding acknowledged states would lose final
         # statuses for good (the execution would stay "running" forever).
@@ -267,20 +263,24 @@ class Supervisor:
         into the next, so concurrent reports from many hosts share transactions."""
         async with self._flush_lock:
             batch, self._pending = list(self._pending.values()), {}
-            updates, self._runtime_updates = list(self._runtime_updates.items()), {}
-            for start in range(0, max(len(batch), len(updates)), FLUSH_CHUNK):
-                chunk, runtime = batch[start : start + FLUSH_CHUNK], updates[start : start + FLUSH_CHUNK]
+            for start in range(0, len(batch), FLUSH_CHUNK):
                 try:
-                    written = await self._io(self.store.save_executions, chunk, runtime=runtime)
+                    written = await self._io(self.store.save_executions, batch[start : start + FLUSH_CHUNK])
                 except Exception:
                     for execution in batch[start:]:  # keep them: a newer state may have arrived meanwhile
                         newer = self._pending.get(execution.id)
                         self._pending[execution.id] = execution if newer is None else _latest(execution, newer)
-                    for job_id, fields in updates[start:]:
-                        self._runtime_updates.setdefault(job_id, fields)
                     raise
+                self._remember_runs(written)
                 self.stats.record(written)
                 self._notify(written)
+
+    def _remember_runs(self, changes: list[ExecutionChange]) -> None:
+        """The jobs' last runs as the store just wrote them (get_job reads memory)."""
+        for job_id, (at, status) in last_runs(changes).items():
+            job = self._jobs.get(job_id)
+            if job is not None and (job.last_run is None or job.last_run <= at):
+                self._jobs[job_id] = job.model_copy(update={"last_run": at, "last_status": status})
 
     def _notify(self, changes: list[ExecutionChange]) -> None:
         """Notices for what the store just made final (each once, by a claim or a report), handed to the outbox:

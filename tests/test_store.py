@@ -447,6 +447,22 @@ def test_the_guard_reads_the_store_not_a_memory(store_url):
         second.close()
 
 
+def test_a_jobs_last_run_follows_the_runs_written_and_never_goes_back(store):
+    job = store.insert_job(make_job("hook"))
+    older, newer, skipped = (make_execution(job, T0 + timedelta(minutes=m)) for m in (0, 1, 2))
+    store.claim([older, newer, skipped])
+
+    def ended(e, status):
+        return e.model_copy(update={"status": status, "started_at": e.scheduled_at, "finished_at": T0 + timedelta(hours=1)})
+
+    store.save_executions([ended(newer, ExecutionStatus.success)])
+    store.save_executions([ended(older, ExecutionStatus.failed)])  # an older run that ended late
+    store.save_executions([ended(skipped, ExecutionStatus.skipped)])  # a skipped slot is no run
+    store.save_executions([ended(newer, ExecutionStatus.timeout)])  # refused: the run was already final
+    got = store.get_job(job.id)
+    assert (got.last_run, got.last_status) == (newer.scheduled_at, ExecutionStatus.success)
+
+
 def test_count_running_counts_what_is_stored_as_running(store):
     job = store.insert_job(make_job("hook"))
     runs = [make_execution(job, T0 + timedelta(seconds=i)) for i in range(3)]
