@@ -65,7 +65,8 @@ def _commands(name: str, command, parents: tuple[str, ...] = ()):
     path = (*parents, name)
     yield " ".join(path), command
     for sub_name, sub in (getattr(command, "commands", None) or {}).items():
-        yield from _commands(sub_name, sub, path)
+        if not getattr(sub, "hidden", False):  # hidden commands are not for users, nor documented
+            yield from _commands(sub_name, sub, path)
 
 
 def test_the_cli_reference_has_every_command_option_and_exit_code():
@@ -79,7 +80,7 @@ def test_the_cli_reference_has_every_command_option_and_exit_code():
         for path, command in _commands(program, typer.main.get_command(app)):
             text = section(markdown, REF.anchor(path))
             assert f"`{path}`" in text
-            for param in command.params:
+            for param in (p for p in command.params if not getattr(p, "hidden", False)):
                 names = [*param.opts, *getattr(param, "secondary_opts", [])]
                 if param.param_type_name == "argument":
                     names = [getattr(param, "metavar", None) or param.name.upper()]
