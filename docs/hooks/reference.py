@@ -449,7 +449,14 @@ def _setting_type(field: Any) -> str:
     if origin is typing.Literal:
         text = " \\| ".join(code(a) for a in args)
     elif origin is list:
-        text = "comma-separated list"
+        # NoDecode: our validator splits the text on commas; otherwise pydantic-settings reads JSON.
+        from pydantic_settings import NoDecode
+
+        if any(m is NoDecode or isinstance(m, NoDecode) for m in field.metadata):
+            text = "comma-separated list"
+        else:
+            (item,) = typing.get_args(annotation) or (Any,)
+            text = f"JSON list of `{getattr(item, '__name__', item)}`"
     elif annotation is timedelta:
         text = 'duration (`"30d"`, `"1h"`, seconds)'
     elif annotation is bool:
@@ -520,7 +527,8 @@ def settings_markdown() -> str:
             "The server reads its settings once, at start, from (highest first) the command line of "
             "`chronos serve`, `CHRONOS_*` environment variables, then a YAML file (`chronos.yaml` in the "
             "working directory, or the path in `CHRONOS_CONFIG`) whose keys are the names in the second "
-            "column. Lists are comma-separated in the environment and YAML lists in the file. "
+            "column. In the environment a list is written as its type says (comma-separated, or JSON); "
+            "in the file it is a YAML list. "
             "`chronosctl` reads only `CHRONOS_SERVER` and `CHRONOS_TOKEN` (see the "
             "[command-line reference](cli.md)).\n\n",
             table(["environment variable", "chronos.yaml key", "type", "default", "description"], rows),
