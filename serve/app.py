@@ -64,10 +64,12 @@ from chronos.serve.schemas import (
     JobView,
     ProblemDetails,
     Ready,
+    SigningSecret,
     ValidateRequest,
     ValidateResponse,
 )
 from chronos.settings import Settings
+from chronos.signing import generate_secret
 
 logger = logging.getLogger("chronos.serve")
 
@@ -487,6 +489,20 @@ def _api_routes(app: FastAPI, backend: Backend, egress: EgressPolicy) -> None:
         return JSONResponse(validate(req))
 
 
+    @router.post(
+        "/signing-secrets",
+        status_code=201,
+        tags=["jobs"],
+        summary="Generate a signing secret",
+        name="generate_signing_secret",
+        description="A new `whsec_` secret for `webhook.signing_secret` (Standard Webhooks), shown this once: "
+        "nothing is stored until a job is given it. `chronosctl ... --signing-secret generate` does the same locally.",
+        openapi_extra=_doc(ok=("201", "SigningSecret")),
+    )
+    async def generate_signing_secret() -> Response:
+        return JSONResponse({"signing_secret": generate_secret()}, status_code=201, headers={"Cache-Control": "no-store"})
+
+
 def validate(req: ValidateRequest) -> dict[str, Any]:
     """The answer of ``POST /schedules/validate`` (pure: no backend involved)."""
     from chronos import schedules
@@ -593,6 +609,7 @@ _DOC_MODELS: dict[str, tuple[Any, str]] = {
     "Execution": (Execution, "serialization"),
     "ExecutionList": (ExecutionList, "serialization"),
     "ValidateResponse": (ValidateResponse, "serialization"),
+    "SigningSecret": (SigningSecret, "serialization"),
     "ProblemDetails": (ProblemDetails, "serialization"),
     "Health": (Health, "serialization"),
     "Ready": (Ready, "serialization"),

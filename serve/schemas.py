@@ -107,6 +107,12 @@ class ValidateResponse(BaseModel):
     next_runs_local: list[str] = Field(description="The same instants with the zone's UTC offset.")
 
 
+class SigningSecret(BaseModel):
+    signing_secret: str = Field(
+        pattern=r"^whsec_[A-Za-z0-9+/]+={0,2}$", description="A new Standard Webhooks secret, shown once: it is not stored."
+    )
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 

@@ -178,3 +178,18 @@ async def test_the_supervisor_rotates_with_stars_and_refuses_stars_with_nothing_
     with pytest.raises(ValidationError, match="none to keep"):  # a request answered with an error changes nothing
         await supervisor.patch_job("rot", {"webhook": {"signing_secret": ["***", "***"]}})
     assert (await supervisor.get_job("rot")).webhook.signing_secret == [new]
+
+
+async def test_the_api_generates_a_secret_it_does_not_keep():
+    from chronos.serve.app import create_app
+    from fake_backend import FakeBackend
+
+    backend = FakeBackend()
+    app = create_app(backend, Settings(api_tokens=[]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        first, second = [await client.post("/api/v1/signing-secrets") for _ in range(2)]
+        assert first.status_code == 201 and first.headers["Cache-Control"] == "no-store"
+        secret = first.json()["signing_secret"]
+        assert secret_problem(secret) is None and secret != second.json()["signing_secret"]
+        assert "/api/v1/signing-secrets" in (await client.get("/openapi.json")).json()["paths"]
+    assert (await backend.list_jobs())[0] == []  # nothing stored
