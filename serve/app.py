@@ -488,7 +488,6 @@ def _api_routes(app: FastAPI, backend: Backend, egress: EgressPolicy) -> None:
             raise _validation_error(e) from None
         return JSONResponse(validate(req))
 
-
     @router.post(
         "/signing-secrets",
         status_code=201,
