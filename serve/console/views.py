@@ -13,6 +13,8 @@ from functools import lru_cache
 from typing import Any, Optional
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup, escape
+
 from chronos.manifests import dump_yaml, manifest_of
 from chronos.models import Execution, Glance, Job, Trigger
 from chronos.schedules import next_runs, parse_schedule
@@ -40,7 +42,7 @@ class JobRow:
     enabled: bool
     next_run: Optional[datetime]
     last_status: Optional[str]
-    strip: list[Glance]  # oldest first, so the newest is on the right
+    strip: Markup  # the last executions as cells, oldest first (the newest on the right)
 
 
 def job_row(job: Job, recent: list[Glance]) -> JobRow:
@@ -52,8 +54,22 @@ def job_row(job: Job, recent: list[Glance]) -> JobRow:
         enabled=job.enabled,
         next_run=job.next_run,
         last_status=job.last_status.value if job.last_status else None,
-        strip=list(reversed(recent[:STRIP_LENGTH])),
+        strip=strip_html(job.name, recent[:STRIP_LENGTH]),
     )
+
+
+def strip_html(name: str, newest_first: list[Glance]) -> Markup:
+    """A job's strip: one linked, coloured cell per execution. Built here, not in the
+    template: a page of 50 jobs has 1,000 cells, and a template loop over them was most
+    of the jobs page's time. The only text from outside is the job name, escaped once
+    (statuses are enum values, ids UUIDs, times ISO 8601)."""
+    base = f"/ui/jobs/{escape(name)}/executions/"
+    cells = "".join(
+        f'<a class="cell s-{g.status.value}" href="{base}{g.id}" title="{g.status.value} · '
+        f'{g.scheduled_at.isoformat()}"><span class="sr">{g.status.value}</span></a>'
+        for g in reversed(newest_first)
+    ) or '<span class="none">no runs yet</span>'
+    return Markup(f'<span class="strip" aria-label="last {len(newest_first)} executions">{cells}</span>')
 
 
 @dataclass(frozen=True)
