@@ -82,6 +82,8 @@ class Console:
 
         async def run(request: Request, **params: Any) -> Response:
             if not self.auth.signed_in(request):
+                if _is_part(request):  # polled by a page whose session ended: no login form inside it
+                    return Response("sign in again", status_code=401, media_type="text/plain")
                 return RedirectResponse(f"{PREFIX}/login?{urlencode({'next': _local(request)})}", status_code=303)
             try:
                 return await handler(request, **params)
@@ -301,6 +303,11 @@ def _named(run: Handler, handler: Handler) -> Handler:
     run.__name__ = f"console_{handler.__name__}"
     run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     return run
+
+
+def _is_part(request: Request) -> bool:
+    path = request.url.path
+    return "/parts/" in path or path.endswith("/part")
 
 
 def _local(request: Request) -> str:
