@@ -163,7 +163,7 @@ def api_metrics(server) -> str:
     return httpx.get(f"{server.url}/metrics", timeout=10).text
 
 
-def until(check, timeout: float = 30.0, what: str = ""):
+def until(check, timeout: float = 60.0, what: str = ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
@@ -227,7 +227,7 @@ def scraped(text: str, keys) -> dict[tuple, float]:
     return {key: value(text, key[0], **dict(zip(key[1::2], key[2::2]))) for key in keys}
 
 
-@pytest.mark.e2e  # one server start: 69 s here on 2 cores shared with 5 busy agents
+@pytest.mark.e2e  # one server start: 55-147 s here on 2 cores shared with 5 busy agents
 def test_every_series_moves_as_the_workload_says_and_prometheus_computes_the_lag_p99(tmp_path):
     with ThreadedReceiver() as receiver:
         receiver.route("/ok", status=200)
@@ -253,7 +253,7 @@ def test_every_series_moves_as_the_workload_says_and_prometheus_computes_the_lag
                 assert expected[(LAG, "trigger", "scheduled")] >= 3 and expected[(LAG, "trigger", "catchup")] >= 1
                 keys = set(expected) | {(LAG, "trigger", "catchup"), ("chronos_executions_total", "status", "cancelled")}
                 assert scraped(api_metrics(server), keys) == {k: expected.get(k, 0) for k in keys}
-                lag = 'sum by (le) (rate(chronos_schedule_lag_seconds_bucket{trigger="scheduled"}[1m]))'
+                lag = 'sum by (le) (rate(chronos_schedule_lag_seconds_bucket{trigger="scheduled"}[5m]))'
                 (result,) = prom.wait_for(f"histogram_quantile(0.99, {lag})")
                 assert 0 <= float(result["value"][1]) <= 60  # the top bucket bounds it
         finally:
