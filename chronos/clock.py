@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Protocol
+
+from chronos.times import utcnow
 
 
 class Clock(Protocol):
@@ -30,7 +32,7 @@ class SystemClock:
         self._instants: dict[float, list[asyncio.Future]] = {}
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return utcnow()
 
     async def sleep_until(self, when: datetime) -> None:
         # Slices, not an event: the wall clock may jump, and each slice re-reads it.

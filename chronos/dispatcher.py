@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -51,7 +51,9 @@ from yarl import URL
 import chronos
 from chronos.durations import format_duration
 from chronos.egress import DEFAULT_POLICY, EgressDenied, EgressPolicy
+from chronos.outcome import Outcome, OutcomeKind
 from chronos.signing import signature_headers
+from chronos.times import as_utc
 from chronos.models import (
     RESPONSE_BODY_LIMIT,
     ApiKeyAuth,
@@ -64,38 +66,11 @@ from chronos.models import (
 
 __all__ = ["Dispatcher", "Outcome", "OutcomeKind", "Prepared", "MAX_REDIRECTS", "parse_retry_after", "format_scheduled_time"]
 
-OutcomeKind = Literal["response", "timeout", "connection", "invalid", "denied"]
-
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 16 * 1024
 # A retry date further away than this is nonsense (or an attack); judge() caps by max_interval anyway.
 _RETRY_AFTER_MAX = 366 * 86400.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt produced; a value, never an exception.
-
-    ``kind`` is ``"response"`` when a complete HTTP response (status line and headers) was
-    received and is the final answer of the attempt; otherwise ``status_code`` is ``None`` and
-    ``kind`` says why there is no answer: ``"timeout"``, ``"connection"`` (refused, reset,
-    DNS failure), ``"invalid"`` (malformed HTTP, TLS failure, redirect loop, bad URL) or
-    ``"denied"`` (the egress policy refused the target; nothing was sent).
-    """
-
-    status_code: Optional[int]
-    duration: float  # seconds, this attempt
-    body: Optional[str] = None  # at most RESPONSE_BODY_LIMIT bytes, utf-8 with errors="replace"
-    truncated: bool = False
-    error: Optional[str] = None
-    kind: str = "response"  # OutcomeKind
-    retry_after: Optional[float] = None  # seconds, from a Retry-After header
-
-    @property
-    def ok(self) -> bool:
-        """A response the webhook counts as success (its ``success_codes``, default 2xx)."""
-        return self.kind == "response" and self.error is None
 
 
 @dataclass
@@ -129,9 +104,7 @@ def _expired(scope: Any) -> bool:
 def format_scheduled_time(when: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``: ``2026-01-01T10:15:30Z``, or with milliseconds
     (``2026-01-01T10:15:30.250Z``) when they are not zero. Naive datetimes are taken as UTC."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    when = when.astimezone(timezone.utc)
+    when = as_utc(when)
     text = when.strftime("%Y-%m-%dT%H:%M:%S")
     millis = when.microsecond // 1000
     if millis:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any, Iterable, Literal, NamedTuple, Optional, Union
 from urllib.parse import urlsplit
@@ -38,13 +38,10 @@ from pydantic_core import PydanticCustomError
 
 from chronos.durations import format_duration, parse_duration
 from chronos.signing import as_list, secret_problem
+from chronos.times import utcnow
 from chronos.zones import UnknownZone, check_zone
 
 REDACTED = "***"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _duration(value: Any) -> timedelta:

@@ -16,7 +16,8 @@ from datetime import timedelta
 from typing import Callable
 from urllib.parse import urlsplit
 
-from chronos.dispatcher import Dispatcher, Outcome
+from chronos.dispatcher import Dispatcher
+from chronos.outcome import Outcome
 from chronos.models import Method, RetryPolicy, Webhook
 from chronos.notifier import Notice
 from chronos.retry import judge

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Optional
 
-from chronos.dispatcher import Outcome
+from chronos.outcome import Outcome
 from chronos.models import ExecutionStatus, RetryPolicy, Webhook
 
 __all__ = ["Verdict", "backoff", "judge", "is_retryable_status", "RETRY_AFTER_CODES"]

@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable, Iterable, Optional, Protocol
 from uuid import UUID
 
 from chronos.clock import Clock
-from chronos.dispatcher import Outcome
+from chronos.outcome import Outcome
 from chronos.durations import format_duration
 from chronos.models import Attempt, Concurrency, Execution, ExecutionStatus, Job, MissedRuns, Trigger
 from chronos.retry import judge

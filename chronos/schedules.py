@@ -44,6 +44,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 
 from chronos.durations import parse_duration
 from chronos.errors import InvalidSchedule
+from chronos.times import as_utc, utcnow
 from chronos.zones import UnknownZone, zone
 
 __all__ = [
@@ -491,13 +492,6 @@ def _zone(name: str) -> ZoneInfo:
         raise InvalidSchedule(str(e), [{"field": "timezone", "message": str(e), "type": "invalid_schedule"}]) from None
 
 
-def _as_utc(value: datetime) -> datetime:
-    """Aware UTC; naive datetimes are taken to be UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 # --------------------------------------------------------------------------------------------
 # Schedules
 # --------------------------------------------------------------------------------------------
@@ -559,7 +553,7 @@ class CronSchedule(Schedule):
 
     def next_after(self, after: datetime) -> datetime | None:
         # Fire times are whole seconds, so "strictly after" is ">= floor(after) + 1s".
-        return self._first_fire(_as_utc(after).replace(tzinfo=None, microsecond=0) + _SECOND)
+        return self._first_fire(as_utc(after).replace(tzinfo=None, microsecond=0) + _SECOND)
 
     @lru_cache(maxsize=8192)  # noqa: B019 -- keyed by (schedule, threshold): equal schedules share entries
     def _first_fire(self, threshold: datetime) -> datetime | None:
@@ -618,7 +612,7 @@ class EverySchedule(Schedule):
         object.__setattr__(self, "expression", expression.strip())
         object.__setattr__(self, "timezone", timezone)
         object.__setattr__(self, "interval", interval)
-        object.__setattr__(self, "anchor", _as_utc(anchor))
+        object.__setattr__(self, "anchor", as_utc(anchor))
 
     def __reduce__(self):
         return (EverySchedule, (self.expression, self.interval, self.anchor, self.timezone))
@@ -633,7 +627,7 @@ class EverySchedule(Schedule):
         return f"EverySchedule({self.expression!r}, anchor={self.anchor.isoformat()!r})"
 
     def next_after(self, after: datetime) -> datetime | None:
-        after = _as_utc(after)
+        after = as_utc(after)
         if self.anchor > after:
             return self.anchor
         k = (after - self.anchor) // self.interval + 1
@@ -676,7 +670,7 @@ def _parse_every(text: str, timezone: str, anchor: datetime | None) -> EverySche
         interval = parse_duration(parts[1].strip())
     except ValueError as e:
         raise _fail(text, f'{e} (e.g. "@every 10s", "@every 1h30m")', kind="schedule") from None
-    return EverySchedule(text, interval, anchor if anchor is not None else datetime.now(UTC), timezone)
+    return EverySchedule(text, interval, anchor if anchor is not None else utcnow(), timezone)
 
 
 def next_runs(schedule: Schedule, start: datetime, count: int) -> list[datetime]:

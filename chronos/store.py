@@ -48,7 +48,7 @@ import uuid
 from collections import defaultdict
 from contextlib import contextmanager
 from functools import lru_cache
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
@@ -85,6 +85,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from chronos.crypto import SecretBox, split_keys
 from chronos.errors import DuplicateJob, ExecutionNotFound, JobNotFound, Unavailable, ValidationError
+from chronos.times import as_utc
 from chronos.models import NAME_PATTERN, TRUSTED, Attempt, Execution, ExecutionChange, ExecutionStatus, Glance, Job, Trigger, field_errors, last_runs
 
 log = logging.getLogger(__name__)
@@ -125,13 +126,6 @@ def _chunks(ids: list, size: int = 1000) -> Iterator[list]:
         yield ids[start : start + size]
 
 
-def _utc(value: datetime) -> datetime:
-    """Aware UTC; a naive datetime is taken to be UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
 class _UTCDateTime(TypeDecorator):
     """``timestamptz`` on PostgreSQL, naive UTC on SQLite; always aware UTC out."""
 
@@ -141,12 +135,12 @@ class _UTCDateTime(TypeDecorator):
     def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
         if value is None:
             return None
-        value = _utc(value)
+        value = as_utc(value)
         # SQLite's DATETIME drops tzinfo without converting: hand it UTC wall time.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
-        return None if value is None else _utc(value)
+        return None if value is None else as_utc(value)
 
 
 # Names sort byte-wise on both backends: PostgreSQL's default collation would
@@ -244,7 +238,7 @@ def _text(value: Optional[str]) -> Optional[str]:
 
 
 def _job_values(job: Job, box: SecretBox) -> dict[str, Any]:
-    job = job.model_copy(update={f: _utc(getattr(job, f)) for f in _JOB_DATETIMES if getattr(job, f)})
+    job = job.model_copy(update={f: as_utc(getattr(job, f)) for f in _JOB_DATETIMES if getattr(job, f)})
     return {
         "id": job.id,
         "name": job.name,
@@ -262,7 +256,7 @@ def _job_values(job: Job, box: SecretBox) -> dict[str, Any]:
 def _to_job(row: _JobRow, box: SecretBox) -> Job:
     data = box.open(dict(row.spec), job=row.name)
     if isinstance(data.get("anchor"), str):  # else pydantic's own TzInfo(0) comes back, not timezone.utc
-        data["anchor"] = _utc(datetime.fromisoformat(data["anchor"]))
+        data["anchor"] = as_utc(datetime.fromisoformat(data["anchor"]))
     for column in ("id", "name", "enabled", "tags", "created_at", "updated_at", *_RUNTIME_FIELDS):
         data[column] = getattr(row, column)
     try:
@@ -283,7 +277,7 @@ _EXECUTION_MUTABLE = [
 _EXECUTION_CONVERT = {
     "trigger": lambda v: v.value,
     "status": lambda v: v.value,
-    "scheduled_at": _utc,
+    "scheduled_at": as_utc,
     **{c: _text for c in ("job_name", "response_body", "error", "reason", "node", "actor")},
 }
 
@@ -871,7 +865,7 @@ class Store:
                     .where(E.job_id.in_(chunk), E.trigger.in_(_SLOT_TRIGGERS))
                     .group_by(E.job_id)
                 )
-                found.update({job_id: _utc(at) for job_id, at in s.exec(query).all() if at is not None})
+                found.update({job_id: as_utc(at) for job_id, at in s.exec(query).all() if at is not None})
         return found
 
     def prune(self, *, keep: int, max_age: timedelta, now: datetime) -> int:
@@ -881,7 +875,7 @@ class Store:
         running executions are never pruned, but do count towards ``keep``.
         Returns the number of executions deleted; attempts go with them.
         """
-        cutoff = _utc(now) - max_age
+        cutoff = as_utc(now) - max_age
         E = _executions.c
         rank = func.row_number().over(partition_by=E.job_id, order_by=(E.scheduled_at.desc(), E.id.desc()))
         ranked = (
@@ -914,6 +908,6 @@ def _decode_job_cursor(cursor: str) -> str:
 def _decode_execution_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     at, _, eid = _decode_cursor(cursor).partition("|")
     try:
-        return _utc(datetime.fromisoformat(at)), uuid.UUID(eid)
+        return as_utc(datetime.fromisoformat(at)), uuid.UUID(eid)
     except ValueError:
         raise _bad_cursor(cursor) from None

@@ -16,6 +16,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from chronos.times import utcnow
+
 from chronos.cli.client import CliError
 from chronos.cli.files import dump_json, dump_yaml
 
@@ -112,7 +114,7 @@ def humanize_seconds(seconds: float) -> str:
 
 
 def relative(dt: datetime, now: Optional[datetime] = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or utcnow()
     delta = (dt - now).total_seconds()
     if abs(delta) < 1:
         return "now"

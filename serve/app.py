@@ -42,6 +42,7 @@ from chronos.models import (
     field_errors,
     parse_job,
 )
+from chronos.times import utcnow
 from chronos.serve.auth import BEARER_SCHEME_NAME, BearerAuthMiddleware, open_paths
 from chronos.serve.console import PREFIX as CONSOLE_PREFIX
 from chronos.serve.console import install_console
@@ -508,7 +509,7 @@ def validate(req: ValidateRequest) -> dict[str, Any]:
 
     zone = ZoneInfo(req.timezone)
     if req.from_ is None:
-        start = datetime.now(dt_timezone.utc).replace(microsecond=0)
+        start = utcnow().replace(microsecond=0)
     elif req.from_.tzinfo is None:
         start = req.from_.replace(tzinfo=zone)
     else:

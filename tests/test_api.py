@@ -908,7 +908,7 @@ class _NoNetworkDispatcher:
         return None  # nothing to build ahead: send() builds nothing either
 
     async def send(self, job, execution, attempt, timeout, prepared=None):
-        from chronos.dispatcher import Outcome
+        from chronos.outcome import Outcome
 
         self.sent.append((job.webhook.url, execution.id))
         return Outcome(200, 0.001, body="ok")

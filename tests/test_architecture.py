@@ -64,3 +64,12 @@ def test_every_runtime_import_is_a_declared_dependency():
                 if _normal(owner) not in declared:
                     missing.setdefault(name, []).append(str(path.relative_to(ROOT)))
     assert not missing, f"imported but not in [project] dependencies: {missing}"
+
+
+# Only the modules that send HTTP requests import an HTTP client; the rest judge values.
+SENDERS = {"dispatcher.py"}
+
+
+@pytest.mark.parametrize("path", _files("chronos"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_senders_import_aiohttp(path: Path):
+    assert path.name in SENDERS or "aiohttp" not in _imports(path)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from chronos.dispatcher import Outcome
+from chronos.outcome import Outcome
 from chronos.models import ExecutionStatus, RetryPolicy, Webhook
 from chronos.retry import Verdict, backoff, judge
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chronos.clock import FakeClock
-from chronos.dispatcher import Outcome
+from chronos.outcome import Outcome
 from chronos.models import Execution, ExecutionStatus, Job, Trigger
 import chronos.host
 from chronos.host import JobHost

@@ -14,6 +14,8 @@ from typing import Any, Optional
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
+from chronos.times import utcnow
+
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -42,7 +44,7 @@ def relative(value: Optional[datetime], now: Optional[datetime] = None) -> str:
     """"in 5m", "3h ago": the coarse distance a person reads at a glance."""
     if value is None:
         return "—"
-    seconds = (value - (now or datetime.now(timezone.utc))).total_seconds()
+    seconds = (value - (now or utcnow())).total_seconds()
     span = abs(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if span >= size:

@@ -8,7 +8,7 @@ Templates get plain values from here, and a job only as its public view
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Optional
 from zoneinfo import ZoneInfo
@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 from chronos.manifests import dump_yaml, manifest_of
 from chronos.models import Execution, Glance, Job, Trigger
 from chronos.schedules import next_runs, parse_schedule
+from chronos.times import utcnow
 
 from chronos.serve.console.charts import BarChart, bar_chart
 
@@ -87,7 +88,7 @@ def upcoming(job: Job, count: int = 10, now: Optional[datetime] = None) -> list[
     schedule = parse_schedule(job.schedule, job.timezone, anchor=job.anchor)
     runs = []
     previous_offset = None
-    for at in next_runs(schedule, now or datetime.now(timezone.utc), count):
+    for at in next_runs(schedule, now or utcnow(), count):
         local = at.astimezone(zone)
         offset = local.utcoffset()
         runs.append(Run(utc=at, local=local, note=_dst_note(at, local, zone, previous_offset)))
