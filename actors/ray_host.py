@@ -60,7 +60,10 @@ class SupervisorLink:
             raise Unavailable(f"the supervisor is unreachable: {type(e).__name__}") from None
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000)
+# No task events: a host is called by the supervisor only (reconcile checks, edits),
+# and each event costs its idle process and the GCS work; the dashboard still lists
+# every host actor by name with its state.
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10_000, enable_task_events=False)
 class HostActor:
     def __init__(self, key: str, namespace: str, egress=DEFAULT_POLICY, signing_secrets: tuple[str, ...] = ()):
         self.key = key
@@ -69,6 +72,15 @@ class HostActor:
         dispatcher = Dispatcher(egress=egress, signing_secrets=signing_secrets)
         self.host = JobHost(SupervisorLink(namespace), node=node, actor=key, dispatcher=dispatcher)
         self._collector = asyncio.get_running_loop().create_task(collect_between_bursts(lambda: self.host.idle))
+        self._announce(namespace)
+
+    def _announce(self, namespace: str) -> None:
+        """Tell the supervisor this host (re)started, so it is refilled at once
+        rather than at the next reconcile round (which backs off while idle)."""
+        try:
+            find_supervisor(namespace).host_started.remote(self.key)
+        except Exception:  # no supervisor yet: its start checks every host anyway
+            pass
 
     def __repr__(self) -> str:  # what the Ray dashboard shows for this actor
         return f"HostActor({self.key}, jobs={len(self.host.runners)})"

@@ -73,13 +73,22 @@ class SupervisorActor:
         await self._ready()
         return await getattr(self.supervisor, method)(*args, **kwargs)
 
+    # Claims and reports are the hosts' steady traffic: no task events for them (each
+    # event is work for the caller's and this process's core workers and the GCS).
+    @ray.method(enable_task_events=False)
     async def claim(self, executions: bytes):
         await self._ready()
         return await self.supervisor.claim(unpack(executions))
 
+    @ray.method(enable_task_events=False)
     async def report(self, executions: bytes):
         await self._ready()
         return await self.supervisor.report(unpack(executions))
+
+    @ray.method(enable_task_events=False)
+    async def host_started(self, key: str) -> None:
+        await self._ready()
+        await self.supervisor.host_started(key)
 
     async def settle(self, timeout: float) -> bool:
         await self._ready()

@@ -64,7 +64,13 @@ from chronos.store import Store, parse_uuid
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FLUSH_INTERVAL = 0.05
+#: Reports are written as they come (``report`` waits for its flush); the timer only
+#: retries what a failed write kept, so it need not wake often.
+FLUSH_INTERVAL = 1.0
+#: A round that finds nothing to repair doubles the wait before the next, up to this:
+#: each check is a call into every checked host's process, which an idle server should
+#: not make every second. Edits and restarted hosts ask for a round at once (check_soon).
+RECONCILE_MAX_INTERVAL = 8.0
 #: Reported states written per transaction: a claim waits for one chunk's
 #: write, not behind a whole burst's (10,000 executions take seconds).
 FLUSH_CHUNK = 1000
@@ -107,6 +113,8 @@ class Supervisor:
         self._placement: Optional[dict[str, tuple[set[UUID], int]]] = None  # see _hosts
         self._turn = 0  # where the next reconcile round starts
         self._lock = asyncio.Lock()
+        self._soon = asyncio.Event()  # ends the reconcile's wait (check_soon)
+        self._urgent: set[str] = set()  # hosts to check in the next round, first
         self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._background_tasks: set[asyncio.Task] = set()
@@ -139,7 +147,7 @@ class Supervisor:
                  len(self._jobs), loaded - started, time.monotonic() - loaded)
         self._tasks = [
             asyncio.create_task(self._every(FLUSH_INTERVAL, self.flush)),
-            asyncio.create_task(self._every(self._reconcile_interval, self.reconcile)),
+            asyncio.create_task(self._reconcile_loop()),
             asyncio.create_task(self._every(PRUNE_INTERVAL, self.prune)),
         ]
 
@@ -306,19 +314,48 @@ class Supervisor:
         results = await asyncio.gather(*(host.settle(timeout) for host in hosts), return_exceptions=True)
         return all(result is True for result in results)
 
-    async def reconcile(self, every_host: bool = False) -> None:
-        """Check that hosts (RECONCILE_HOSTS a round) hold exactly their jobs.
-        Hosts are asked without the lock: a dedicated host whose process is still
-        starting answers only seconds later, and creates, edits and deletes must
-        not wait for it. What to repair is decided under the lock."""
+    def check_soon(self, key: Optional[str] = None) -> None:
+        """Run a reconcile round now (after an edit), checking host ``key`` first."""
+        if key is not None:
+            self._urgent.add(key)
+        self._soon.set()
+
+    async def host_started(self, key: str) -> None:
+        """A host (re)started (Ray restarted its process): refill it at once."""
+        self.check_soon(key)
+
+    async def _reconcile_loop(self) -> None:
+        interval = self._reconcile_interval
+        while True:
+            try:
+                await asyncio.wait_for(self._soon.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+            self._soon.clear()
+            try:
+                repaired = await self.reconcile()
+            except Exception:
+                log.exception("supervisor: reconcile failed")
+                repaired = True
+            interval = self._reconcile_interval if repaired else min(interval * 2, RECONCILE_MAX_INTERVAL)
+
+    async def reconcile(self, every_host: bool = False) -> bool:
+        """Check that hosts (RECONCILE_HOSTS a round) hold exactly their jobs;
+        True if any needed a repair. Hosts are asked without the lock: a dedicated
+        host whose process is still starting answers only seconds later, and
+        creates, edits and deletes must not wait for it. What to repair is decided
+        under the lock."""
         async with self._lock:
             hosts = self._hosts()
+            urgent, self._urgent = [key for key in self._urgent if key in hosts], set()
             keys = list(hosts)
             if not every_host and len(keys) > RECONCILE_HOSTS:
                 start = self._turn % len(keys)
                 keys = (keys + keys)[start : start + RECONCILE_HOSTS]
                 self._turn = start + RECONCILE_HOSTS
-        await self._for_hosts(keys, lambda key: self._reconcile_host(key, *hosts[key]), "reconcile")
+            keys = urgent + [key for key in keys if key not in urgent]
+        results = await self._for_hosts(keys, lambda key: self._reconcile_host(key, *hosts[key]), "reconcile")
+        return any(result is not False for result in results)
 
     async def _stop_orphans(self) -> None:
         """Hosts outlive the supervisor on a cluster, and one may run jobs the
@@ -342,22 +379,25 @@ class Supervisor:
             await self._reconcile_host(key, set(), digest(set()))
 
     @staticmethod
-    async def _for_hosts(keys: list[str], step: Callable[[str], Any], what: str) -> None:
-        """``step`` on every host at once; a host that fails it is logged, not fatal."""
+    async def _for_hosts(keys: list[str], step: Callable[[str], Any], what: str) -> list[Any]:
+        """``step`` on every host at once; a host that fails it is logged, not fatal.
+        Returns each step's result (the exception, for a step that failed)."""
         results = await asyncio.gather(*(step(key) for key in keys), return_exceptions=True)
         for key, result in zip(keys, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("%s of host %s failed: %r", what, key, result)
+        return results
 
-    async def _reconcile_host(self, key: str, job_ids: set[UUID], expected: int) -> None:
+    async def _reconcile_host(self, key: str, job_ids: set[UUID], expected: int) -> bool:
+        """Make host ``key`` hold exactly its jobs; False if it already did."""
         host = await self.runtime.find(key)
         status = await _status(host) if host is not None else None
         if status is not None and status["count"] == len(job_ids) and status["digest"] == expected:
-            return
+            return False
         if host is None or status is None:
             async with self._lock:
                 if not self._placed(key):
-                    return  # its jobs went meanwhile: no host to make
+                    return True  # its jobs went meanwhile: no host to make
                 log.warning("host %s is missing: creating it", key)
                 host = await self.runtime.host(key)
         status = await host.status(with_jobs=True)
@@ -373,6 +413,7 @@ class Supervisor:
             missing = [self._jobs[job_id] for job_id in placed - hosted]
             if missing:
                 await host.assign(await self._io(self._recovery, missing, set(status["running"])))
+        return True
 
     def _placed(self, key: str) -> set[UUID]:
         """The ids of the jobs placed on host ``key`` now (a reconcile's snapshot
@@ -584,17 +625,17 @@ class Supervisor:
                 await coro
             except Exception as e:  # reconcile will retry it
                 log.warning("%s failed (reconcile will retry): %s", what, e)
+                self.check_soon()
 
         task = asyncio.create_task(run())
         self._background_tasks.add(task)
         task.add_done_callback(self._background_tasks.discard)
 
-    @staticmethod
-    async def _quietly(coro) -> None:
+    async def _quietly(self, coro) -> None:
         try:
             await coro
         except HostGone:
-            pass  # reconcile sees to it
+            self.check_soon()  # reconcile sees to it
 
 
 def _latest(earlier: Optional[Execution], later: Execution) -> Execution:
