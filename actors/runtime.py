@@ -16,7 +16,8 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from chronos.egress import DEFAULT_POLICY
 from chronos.errors import CapacityExhausted
-from chronos.runtime import JOB_PREFIX, POOL_PREFIX, HostGone, host_key, pool_key
+from chronos.placement import JOB_PREFIX, POOL_PREFIX, Mode, Placement, is_dedicated_key, pool_key
+from chronos.runtime import HostGone
 
 from chronos.actors.ray_host import HostActor
 from chronos.actors.wire import pack_assignments
@@ -51,26 +52,29 @@ class RayHost:
 
 class RayRuntime:
     def __init__(
-        self, *, placement: str, pool_size: int, namespace: str, egress=DEFAULT_POLICY, signing_secrets: tuple[str, ...] = ()
+        self, *, placement: Mode, pool_size: int, namespace: str, egress=DEFAULT_POLICY, signing_secrets: tuple[str, ...] = ()
     ):
         self._egress = egress
         self._signing_secrets = signing_secrets
-        self._placement = placement
-        self._pool_size = pool_size
+        self.placement = Placement(placement, pool_size)
         self._namespace = namespace
         self._handles: dict[str, object] = {}
 
-    def host_key(self, job) -> str:
-        return host_key(job, self._placement, self._pool_size)
+    async def slots(self) -> int:
+        return await asyncio.to_thread(self._capacity)
+
+    @staticmethod
+    def _capacity() -> int:
+        return int(ray.cluster_resources().get(SLOT_RESOURCE, 0))
 
     def start_pool(self) -> None:
         """A pool's hosts are known before any job is: create them at once, so
         their processes start while the supervisor loads the store (restore
         time on a small node is mostly processes starting)."""
         self._drop_strays()
-        if self._placement != "pooled":
-            return
-        for key in map(pool_key, range(self._pool_size)):
+        if self.placement.mode != "pooled":
+            return  # auto: pool hosts start when a job is first placed on one
+        for key in map(pool_key, range(self.placement.pool_size)):
             self._handles[key] = self._lookup(key) or self._create(key)
 
     def _drop_strays(self) -> None:
@@ -80,7 +84,7 @@ class RayRuntime:
         claiming and firing their jobs with specs no edit reaches: stop them.
         Their unfinished executions are resumed by the jobs' new hosts."""
         for name in self._names():
-            if self._stray(name):
+            if self.placement.is_stray(name):
                 log.warning("stopping host %s: the placement settings no longer name it", name)
                 handle = self._lookup(name)
                 if handle is not None:
@@ -94,12 +98,6 @@ class RayRuntime:
 
     async def names(self) -> list[str]:
         return await asyncio.to_thread(self._names)
-
-    def _stray(self, name: str) -> bool:
-        if self._placement == "pooled":
-            pool = {pool_key(n) for n in range(self._pool_size)}
-            return name.startswith(JOB_PREFIX) or (name.startswith(POOL_PREFIX) and name not in pool)
-        return name.startswith(POOL_PREFIX)
 
     async def host(self, key: str) -> RayHost:
         host = await self.find(key)
@@ -131,14 +129,14 @@ class RayRuntime:
     def _create(self, key: str):
         options = dict(name=key, namespace=self._namespace, lifetime="detached", get_if_exists=True)
         options["scheduling_strategy"] = "SPREAD"
-        if key.startswith(JOB_PREFIX):
+        if is_dedicated_key(key):
             self._admit()
             options["resources"] = {SLOT_RESOURCE: 1}
         return HostActor.options(**options).remote(key, self._namespace, self._egress, self._signing_secrets)
 
     def _admit(self) -> None:
-        capacity = int(ray.cluster_resources().get(SLOT_RESOURCE, 0))
-        used = sum(1 for k in self._handles if k.startswith(JOB_PREFIX))
+        capacity = self._capacity()
+        used = sum(1 for k in self._handles if is_dedicated_key(k))
         if used >= capacity:
             raise CapacityExhausted(
                 f"all {capacity} dedicated job slots are in use: add a node "

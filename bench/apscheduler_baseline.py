@@ -36,7 +36,7 @@ class ScheduledTimeExecutor(AsyncIOExecutor):
         task.add_done_callback(lambda _: self._run_job_success(job.id, []))
 
 
-async def main(jobs: int, every: int, url: str, prefix: str) -> None:
+async def main(jobs: int, every: int, url: str, prefix: str, cron: str | None = None) -> None:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000), timeout=aiohttp.ClientTimeout(total=30))
 
     async def fire(name: str, scheduled=None) -> None:
@@ -56,7 +56,7 @@ async def main(jobs: int, every: int, url: str, prefix: str) -> None:
         job_defaults={"coalesce": False, "misfire_grace_time": 60, "max_instances": 100},
         timezone="UTC",
     )
-    trigger = CronTrigger(second=f"*/{every}", timezone="UTC")
+    trigger = CronTrigger.from_crontab(cron, timezone="UTC") if cron else CronTrigger(second=f"*/{every}", timezone="UTC")
     for i in range(jobs):
         name = f"{prefix}{i:05d}"
         scheduler.add_job(fire, trigger, args=[name], id=name)
@@ -75,5 +75,6 @@ if __name__ == "__main__":
     parser.add_argument("--every", type=int, default=1, help="seconds between fires (divides 60)")
     parser.add_argument("--url", required=True)
     parser.add_argument("--prefix", default="aps-")
+    parser.add_argument("--cron", help="a 5-field crontab instead of --every (e.g. '0 0 1 1 *': idle jobs)")
     a = parser.parse_args()
-    asyncio.run(main(a.jobs, a.every, a.url, a.prefix))
+    asyncio.run(main(a.jobs, a.every, a.url, a.prefix, a.cron))

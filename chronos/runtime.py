@@ -2,19 +2,20 @@
 :class:`Runtime`: Ray actors in production (``chronos.actors.runtime``), or
 this process for tests and tools (:class:`LocalRuntime`).
 
-Placement is one code path: ``dedicated`` gives every job its own host
-(named after the job); ``pooled`` spreads jobs over N hosts by a stable hash.
+Which job goes on which host is :mod:`chronos.placement`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any, Optional, Protocol
 from uuid import UUID
 
 from chronos.host import JobHost, Upstream
 from chronos.models import Execution, Job
+from chronos.placement import JOB_PREFIX, POOL_PREFIX, Mode, Placement, pool_key
+
+__all__ = ["JOB_PREFIX", "POOL_PREFIX", "Host", "HostGone", "LocalRuntime", "Placement", "Runtime", "pool_key"]
 
 
 class HostGone(Exception):
@@ -41,8 +42,11 @@ class Host(Protocol):
 
 
 class Runtime(Protocol):
-    def host_key(self, job: Job) -> str:
-        """Which host a job belongs on."""
+    placement: Placement
+    """Where each job goes (host keys, modes)."""
+
+    async def slots(self) -> int:
+        """Dedicated hosts the cluster has room for (``auto`` placement dedicates that many jobs)."""
 
     async def host(self, key: str) -> Host:
         """The live host for ``key``, attaching to a surviving one or creating
@@ -60,32 +64,20 @@ class Runtime(Protocol):
     async def close(self) -> None: ...
 
 
-JOB_PREFIX, POOL_PREFIX = "chronos:job:", "chronos:pool:"
-
-
-def host_key(job: Job, placement: str, pool_size: int) -> str:
-    if placement == "dedicated":
-        return f"{JOB_PREFIX}{job.name}"
-    digest = hashlib.blake2b(job.id.bytes, digest_size=8).digest()
-    return pool_key(int.from_bytes(digest, "big") % pool_size)
-
-
-def pool_key(n: int) -> str:
-    return f"{POOL_PREFIX}{n}"
-
-
 class LocalRuntime:
     """Hosts in the supervisor's own process: for tests and single-process tools."""
 
-    def __init__(self, upstream: Upstream, *, placement: str = "pooled", pool_size: int = 1, **host_options: Any):
+    def __init__(
+        self, upstream: Upstream, *, placement: Mode = "pooled", pool_size: int = 1, slots: int = 8, **host_options: Any
+    ):
         self._upstream = upstream
-        self._placement = placement
-        self._pool_size = pool_size
+        self.placement = Placement(placement, pool_size)
+        self._slots = slots
         self._options = host_options
         self.hosts: dict[str, JobHost] = {}
 
-    def host_key(self, job: Job) -> str:
-        return host_key(job, self._placement, self._pool_size)
+    async def slots(self) -> int:
+        return self._slots
 
     async def host(self, key: str) -> Host:
         if key not in self.hosts:

@@ -32,8 +32,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535, description="Port of the REST API, /metrics and /docs.")
     ray_address: Optional[str] = Field(default=None, description="Join this Ray cluster; default start a local one.")
     namespace: str = Field(default="chronos", description="Ray namespace of the supervisor and host actors.")
-    placement: Literal["dedicated", "pooled"] = Field(
-        default="dedicated", description="dedicated: one Ray actor per job; pooled: jobs share pool_size host actors."
+    placement: Literal["auto", "dedicated", "pooled"] = Field(
+        default="auto",
+        description="auto: the oldest jobs, up to job_slots_per_node on each node, get a Ray actor each, the rest are "
+        "pooled; dedicated: one Ray actor per job; pooled: jobs share pool_size host actors.",
     )
     # One host per core of the node that runs `chronos serve`, and at least 4: on a small
     # node, host processes beyond the cores win the firing a larger CPU share against a
@@ -44,7 +46,9 @@ class Settings(BaseSettings):
         le=1024,
         description="Host actors in pooled placement; default one per CPU core of the node, at least 4.",
     )
-    job_slots_per_node: int = Field(default=64, ge=1, description="Dedicated job actors one node admits.")
+    # Each dedicated actor is a Ray worker process (≈ 60 MiB, and CPU while idle): a few per
+    # node by default (docs/decisions.md, "Placement").
+    job_slots_per_node: int = Field(default=8, ge=1, description="Dedicated job actors one node admits.")
     history_keep: int = Field(default=1000, ge=1, description="Executions kept per job.")
     history_max_age: Duration = Field(default=timedelta(days=30), description="Executions finished longer ago are pruned.")
     api_tokens: Annotated[list[str], NoDecode] = Field(

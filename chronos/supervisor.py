@@ -111,6 +111,10 @@ class Supervisor:
         self._jobs: dict[UUID, Job] = {}  # the one writer keeps them in memory
         self._names: dict[str, UUID] = {}
         self._placement: Optional[dict[str, tuple[set[UUID], int]]] = None  # see _hosts
+        self._dedicated: frozenset[UUID] = frozenset()  # jobs on hosts of their own (auto)
+        self._slots = 0
+        self._previous: Optional[dict[str, tuple[set[UUID], int]]] = None
+        self._retired: set[str] = set()  # hosts no job is placed on any more (see _hosts)
         self._turn = 0  # where the next reconcile round starts
         self._lock = asyncio.Lock()
         self._soon = asyncio.Event()  # ends the reconcile's wait (check_soon)
@@ -140,6 +144,7 @@ class Supervisor:
         for job in await self._io(self.store.all_jobs):
             self._remember(job)
         self.notifier.seed(self._jobs.values())
+        self._slots = await self.runtime.slots()
         loaded = time.monotonic()
         await self._stop_orphans()
         await self.reconcile(every_host=True)
@@ -195,13 +200,36 @@ class Supervisor:
 
     def _hosts(self) -> dict[str, tuple[set[UUID], int]]:
         """Each host's job ids and their digest, worked out again only after
-        jobs come, go or are renamed (reconcile runs every second)."""
+        jobs come, go or are renamed, or the dedicated slots change. Hosts that
+        no job is placed on any more (a job that moved between a pool host and
+        one of its own) are retired: the next reconcile round stops them."""
         if self._placement is None:
+            self._dedicated = self.runtime.placement.dedicated(self._jobs.values(), self._slots)
             placed: dict[str, set[UUID]] = {}
             for job in self._jobs.values():
-                placed.setdefault(self.runtime.host_key(job), set()).add(job.id)
-            self._placement = {key: (ids, digest(ids)) for key, ids in placed.items()}
+                placed.setdefault(self.runtime.placement.key(job, job.id in self._dedicated), set()).add(job.id)
+            placement = {key: (ids, digest(ids)) for key, ids in placed.items()}
+            previous = self._previous or {}
+            retired = previous.keys() - placement.keys()
+            if retired:  # jobs moved (a slot freed in auto placement): their hosts first, now
+                self._retired |= retired
+                self._urgent |= {key for key, held in placement.items() if previous.get(key) != held}
+                self._soon.set()
+            self._placement = self._previous = placement
         return self._placement
+
+    def _key(self, job: Job) -> str:
+        """The host of a job known to the registry."""
+        if self._placement is None:
+            self._hosts()
+        return self.runtime.placement.key(job, job.id in self._dedicated)
+
+    async def _refresh_slots(self) -> None:
+        """Dedicated slots come with nodes (``auto`` places that many jobs on hosts of their own)."""
+        slots = await self.runtime.slots()
+        if slots != self._slots:
+            async with self._lock:
+                self._slots, self._placement = slots, None
 
     def _find(self, ref: str | UUID) -> Job:
         """A job by id or by name, as :meth:`Store.get_job` finds it, from memory."""
@@ -345,8 +373,11 @@ class Supervisor:
         host whose process is still starting answers only seconds later, and
         creates, edits and deletes must not wait for it. What to repair is decided
         under the lock."""
+        if self.runtime.placement.mode == "auto":
+            await self._refresh_slots()
         async with self._lock:
             hosts = self._hosts()
+            retired, self._retired = [key for key in self._retired if key not in hosts], set()
             urgent, self._urgent = [key for key in self._urgent if key in hosts], set()
             keys = list(hosts)
             if not every_host and len(keys) > RECONCILE_HOSTS:
@@ -354,8 +385,9 @@ class Supervisor:
                 keys = (keys + keys)[start : start + RECONCILE_HOSTS]
                 self._turn = start + RECONCILE_HOSTS
             keys = urgent + [key for key in keys if key not in urgent]
+        await self._for_hosts(retired, self._stop_orphan, "retiring")
         results = await self._for_hosts(keys, lambda key: self._reconcile_host(key, *hosts[key]), "reconcile")
-        return any(result is not False for result in results)
+        return bool(retired) or any(result is not False for result in results)
 
     async def _stop_orphans(self) -> None:
         """Hosts outlive the supervisor on a cluster, and one may run jobs the
@@ -432,7 +464,7 @@ class Supervisor:
 
     async def _host_of(self, job: Job) -> Host:
         try:
-            return await self.runtime.host(self.runtime.host_key(job))
+            return await self.runtime.host(self._key(job))
         except HostGone:
             raise Unavailable(f"the host of job {job.name} is restarting: try again in a few seconds") from None
 
@@ -447,7 +479,7 @@ class Supervisor:
             self._remember(job)
         # Not under the lock: in dedicated placement this creates an actor, a slow call.
         try:
-            host = await self.runtime.host(self.runtime.host_key(job))
+            host = await self.runtime.host(self._key(job))
         except Exception:  # e.g. CapacityExhausted: the job must not linger
             async with self._lock:
                 if job.id in self._jobs:  # else deleted meanwhile
@@ -480,7 +512,7 @@ class Supervisor:
             rearm = spec.enabled and (not old.enabled or spec.schedule != old.schedule or spec.timezone != old.timezone)
             job = old.model_copy(update={**dict(spec), "updated_at": now, "anchor": now if rearm else old.anchor, "problem": None})
             await self._io(self.store.update_job, job)
-            old_key, new_key = self.runtime.host_key(old), self.runtime.host_key(job)
+            old_key, new_key = self._key(old), self._key(job)
             if old_key != new_key:  # a renamed dedicated job moves to a host named after it
                 old_host = await self.runtime.find(old_key)
                 if old_host:
@@ -499,7 +531,7 @@ class Supervisor:
     async def delete_job(self, ref: str) -> None:
         async with self._lock:
             job = self._find(ref)
-            key = self.runtime.host_key(job)
+            key = self._key(job)
             host = await self.runtime.find(key)
             if host:
                 await self._quietly(host.remove(job.id))

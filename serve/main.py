@@ -33,7 +33,9 @@ def serve(
     address: Optional[str] = typer.Option(None, envvar="RAY_ADDRESS", help="Join this Ray cluster ('auto' to find it)."),
     data_dir: Optional[Path] = typer.Option(None, help="Where the embedded SQLite database lives [default: ./chronos-data]."),
     database_url: Optional[str] = typer.Option(None, help="A PostgreSQL (or SQLite) URL instead of the embedded database."),
-    placement: Optional[str] = typer.Option(None, help="dedicated (one Ray actor per job) or pooled."),
+    placement: Optional[str] = typer.Option(
+        None, help="auto (one Ray actor per job up to the node's job slots, pooled after), dedicated or pooled [default: auto]."
+    ),
     dashboard: bool = typer.Option(True, help="Start the Ray dashboard (local Ray only)."),
 ) -> None:
     """Start Chronos and keep it running until Ctrl-C."""

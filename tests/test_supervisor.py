@@ -356,3 +356,21 @@ async def test_slots_missed_while_the_supervisor_was_unreachable_are_recorded_wi
     exposition = (await supervisor.metrics()).decode()
     counted = [line for line in exposition.splitlines() if line.startswith("chronos_missed_runs_total")]
     assert counted and float(counted[0].split()[-1]) == missed
+
+
+async def test_auto_placement_dedicates_the_oldest_jobs_and_promotes_one_when_a_slot_frees(make_supervisor):
+    sup = await make_supervisor(lambda s: LocalRuntime(s, placement="auto", pool_size=2, slots=2))
+    jobs = [await create(sup, name) for name in ("first", "second", "third")]
+    await sup.reconcile()
+
+    def hosts_of(job_id):
+        return sorted(key for key, host in sup.runtime.hosts.items() if job_id in host.runners)
+
+    assert hosts_of(jobs[0].id) == ["chronos:job:first"] and hosts_of(jobs[1].id) == ["chronos:job:second"]
+    (pool,) = hosts_of(jobs[2].id)
+    assert pool.startswith("chronos:pool:")
+    await sup.delete_job("first")
+    await sup.reconcile()
+    assert "chronos:job:first" not in sup.runtime.hosts
+    assert hosts_of(jobs[2].id) == ["chronos:job:third"]  # the oldest pooled job took the freed slot, and left its pool host
+    assert hosts_of(jobs[1].id) == ["chronos:job:second"]
