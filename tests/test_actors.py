@@ -114,6 +114,8 @@ async def test_retries_follow_the_backoff(chronos, receiver):
 async def test_concurrency_policies(chronos, receiver, policy):
     receiver.route("/slow", delay=2.5)
     await chronos.create(name="slow", schedule="*/1 * * * * *", concurrency=policy, webhook=hook(receiver, "/slow"))
+    # From its first fire: a dedicated actor's process can take many seconds to start on a busy machine.
+    await receiver.wait_for(1, timeout=60, path="/slow")
     await asyncio.sleep(5)
     await chronos.client.set_enabled("slow", False)
     # Slots a loaded machine made the timer miss are recorded as catch-up summaries: not the policy's doing.
