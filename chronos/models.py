@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Annotated, Any, Iterable, Literal, NamedTuple, Optional, Union
+from typing import Annotated, Any, Collection, Iterable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 
@@ -37,6 +37,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from chronos.durations import format_duration, parse_duration
+from chronos.errors import InvalidSchedule, ValidationError
 from chronos.signing import as_list, secret_problem
 from chronos.times import utcnow
 from chronos.zones import UnknownZone, check_zone
@@ -387,7 +388,6 @@ def _check_timezone(name: str, info: ValidationInfo) -> str:
 def _check_schedule(expression: str, info: ValidationInfo) -> str:
     if _trusted(info):
         return expression
-    from chronos.errors import InvalidSchedule
     from chronos.schedules import parse_schedule
 
     try:
@@ -597,8 +597,6 @@ def keep_listed(new: Any, stored: list[str]) -> Any:
 
 def check_resolved(spec: JobCreate) -> JobCreate:
     """A spec about to be stored must hold no ``***`` placeholder that had no stored secret to keep."""
-    from chronos.errors import ValidationError
-
     problems = []
     if REDACTED in spec.webhook.signing_secrets:
         problems.append(("webhook.signing_secret",
@@ -724,14 +722,35 @@ class Overview(Lean):
 # ---------------------------------------------------------------- validation at the boundary
 
 
-def field_errors(error: PydanticValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors as ``[{field, message, type}]``, fields dotted (``webhook.url``)."""
+def field_errors(error: PydanticValidationError | Sequence[Mapping[str, Any]], *, drop: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Pydantic errors (an exception or its ``errors()`` list, e.g. FastAPI's) as
+    ``[{field, message, type}]``, fields dotted (``webhook.url``): the one wording of field
+    errors for the API, the CLI and YAML files. ``drop``: a first location part to leave out
+    (FastAPI's ``body``, ``query``...)."""
+    entries = error.errors(include_url=False) if isinstance(error, PydanticValidationError) else error
     out = []
-    for e in error.errors(include_url=False):
-        loc = [str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
-        message = _FRIENDLY.get(e["type"], e["msg"].removeprefix("Value error, "))
-        out.append({"field": ".".join(loc) or "body", "message": message, "type": e["type"]})
+    for e in entries:
+        loc = list(e.get("loc") or ())
+        if loc and loc[0] in drop:
+            loc = loc[1:]
+        parts = [str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS)]
+        kind = str(e.get("type", ""))
+        message = _FRIENDLY.get(kind, str(e.get("msg", "is not valid")).removeprefix("Value error, "))
+        out.append({"field": ".".join(parts) or "body", "message": message, "type": kind})
     return out
+
+
+def validation_error(error: PydanticValidationError) -> ValidationError:
+    """The domain error for a failed validation: ``InvalidSchedule`` when the schedule (or zone)
+    is the only problem, else ``ValidationError``; its message names each field and its fix."""
+    errors = field_errors(error)
+    kind = InvalidSchedule if all(err["type"] == "invalid_schedule" for err in errors) else ValidationError
+    return kind(joined(errors), errors)
+
+
+def joined(errors: Iterable[Mapping[str, Any]]) -> str:
+    """Field errors in one line: ``webhook.url: is required; timeout: ...``."""
+    return "; ".join(f"{err['field']}: {err['message']}" for err in errors)
 
 
 _FRIENDLY = {
@@ -746,12 +765,7 @@ def parse_job(data: Any, *, egress: Any = None) -> JobCreate:
     :class:`chronos.errors.ValidationError` (``InvalidSchedule`` when the schedule is the
     only problem) whose message names each field and its fix. With ``egress`` (a
     :class:`chronos.egress.EgressPolicy`) a webhook URL the policy refuses is an error too."""
-    from chronos.errors import InvalidSchedule, ValidationError
-
     try:
         return JobCreate.model_validate(data, context={"egress": egress} if egress is not None else None)
     except PydanticValidationError as e:
-        errors = field_errors(e)
-    message = "; ".join(f"{err['field']}: {err['message']}" for err in errors)
-    kind = InvalidSchedule if all(err["type"] == "invalid_schedule" for err in errors) else ValidationError
-    raise kind(message, errors)
+        raise validation_error(e) from None

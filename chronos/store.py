@@ -86,7 +86,20 @@ from sqlmodel import Field, Session, SQLModel, select
 from chronos.crypto import SecretBox, split_keys
 from chronos.errors import DuplicateJob, ExecutionNotFound, JobNotFound, Unavailable, ValidationError
 from chronos.times import as_utc
-from chronos.models import NAME_PATTERN, TRUSTED, Attempt, Execution, ExecutionChange, ExecutionStatus, Glance, Job, Trigger, field_errors, last_runs
+from chronos.models import (
+    NAME_PATTERN,
+    TRUSTED,
+    Attempt,
+    Execution,
+    ExecutionChange,
+    ExecutionStatus,
+    Glance,
+    Job,
+    Trigger,
+    field_errors,
+    joined,
+    last_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +275,7 @@ def _to_job(row: _JobRow, box: SecretBox) -> Job:
     try:
         return Job.model_validate(data)
     except PydanticValidationError as e:  # stored under an older, laxer rule: load it, say what is wrong
-        problem = "; ".join(f"{err['field']}: {err['message']}" for err in field_errors(e))
+        problem = joined(field_errors(e))
         log.warning("job %s no longer validates (%s): it will not fire until it is fixed", row.name, problem)
         return Job.model_validate({**data, "problem": problem}, context=TRUSTED)
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from chronos import __version__
+from chronos.http_codes import code_for_status
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -180,14 +181,7 @@ class ChronosClient:
                 ]
                 message = "the request was not valid"
         if not code:
-            code = {
-                400: "BAD_REQUEST",
-                401: "UNAUTHORIZED",
-                403: "FORBIDDEN",
-                404: "NOT_FOUND",
-                409: "CONFLICT",
-                422: "VALIDATION_ERROR",
-            }.get(status, "HTTP_%d" % status)
+            code = code_for_status(status)
         if not message:
             message = f"{method} {url} answered HTTP {status} {response.reason_phrase}".rstrip()
         elif errors and _only_repeats(str(message), errors):

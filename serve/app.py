@@ -39,8 +39,8 @@ from chronos.models import (
     Job,
     JobCreate,
     JobUpdate,
-    field_errors,
     parse_job,
+    validation_error,
 )
 from chronos.times import utcnow
 from chronos.serve.auth import BEARER_SCHEME_NAME, BearerAuthMiddleware, open_paths
@@ -172,13 +172,6 @@ def _too_deep(data: Any, limit: int) -> bool:
             children = value.values() if isinstance(value, dict) else value
             stack.extend((child, depth + 1) for child in children)
     return False
-
-
-def _validation_error(error: PydanticValidationError) -> E.ValidationError:
-    errors = field_errors(error)
-    message = "; ".join(f"{err['field']}: {err['message']}" for err in errors)
-    kind = E.InvalidSchedule if all(err.get("type") == "invalid_schedule" for err in errors) else E.ValidationError
-    return kind(message, errors)
 
 
 def _tag_filters(request: Request) -> dict[str, str]:
@@ -362,7 +355,7 @@ def _api_routes(app: FastAPI, backend: Backend, egress: EgressPolicy) -> None:
         try:
             update = JobUpdate.model_validate(data)
         except PydanticValidationError as e:
-            raise _validation_error(e) from None
+            raise validation_error(e) from None
         patch = update.model_dump(mode="json", exclude_unset=True)
         _check_patch_url(patch, egress)
         return JSONResponse(_job_json(await backend.patch_job(ref, patch)))
@@ -486,7 +479,7 @@ def _api_routes(app: FastAPI, backend: Backend, egress: EgressPolicy) -> None:
         try:
             req = ValidateRequest.model_validate(data)
         except PydanticValidationError as e:
-            raise _validation_error(e) from None
+            raise validation_error(e) from None
         return JSONResponse(validate(req))
 
     @router.post(

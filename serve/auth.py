@@ -12,8 +12,10 @@ from typing import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from chronos.errors import Unauthorized
+
 from chronos.serve.middleware import header, route_path
-from chronos.serve.problems import WWW_AUTHENTICATE, send_problem
+from chronos.serve.problems import WWW_AUTHENTICATE, send_error
 
 #: Always open, token or not: the API description.
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -88,4 +90,4 @@ class BearerAuthMiddleware:
         else:
             detail = "this API needs a token: send the header Authorization: Bearer <token>"
             challenge = WWW_AUTHENTICATE
-        await send_problem(scope, send, 401, "UNAUTHORIZED", detail, headers={"WWW-Authenticate": challenge})
+        await send_error(scope, send, Unauthorized(detail), headers={"WWW-Authenticate": challenge})

@@ -34,6 +34,8 @@ from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from chronos import errors as E
+from chronos.http_codes import code_for_status, status_for
+from chronos.models import field_errors, joined
 
 logger = logging.getLogger("chronos.serve")
 
@@ -67,33 +69,6 @@ TITLES = {
     "INTERNAL_ERROR": "Internal server error",
 }
 
-_CODE_FOR_STATUS = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    408: "REQUEST_TIMEOUT",
-    409: "CONFLICT",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "VALIDATION_ERROR",
-    429: "TOO_MANY_REQUESTS",
-    500: "INTERNAL_ERROR",
-    503: "UNAVAILABLE",
-}
-
-# Most specific first: the first class the error is an instance of decides the status.
-_STATUS_FOR_ERROR: tuple[tuple[type[E.ChronosError], int], ...] = (
-    (E.ValidationError, 422),
-    (E.NotFound, 404),
-    (E.Conflict, 409),
-    (E.CapacityExhausted, 503),
-    (E.Unauthorized, 401),
-    (E.Unavailable, 503),
-)
-
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
 
 
@@ -108,10 +83,6 @@ def title_for(code: str, status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return code.replace("_", " ").capitalize()
-
-
-def code_for_status(status: int) -> str:
-    return _CODE_FOR_STATUS.get(status, f"HTTP_{status}")
 
 
 def clean_errors(errors: Optional[Iterable[Any]]) -> list[dict[str, str]]:
@@ -183,6 +154,12 @@ async def send_problem(
     await response(scope, receive or _no_receive, send)
 
 
+async def send_error(scope: Scope, send: Send, error: E.ChronosError, headers: Optional[Mapping[str, str]] = None) -> None:
+    """Answer with the problem of a domain error from a raw ASGI middleware; ``headers`` win."""
+    status, code, own = chronos_error_parts(error)
+    await send_problem(scope, send, status, code, error.message, error.errors, {**own, **(headers or {})})
+
+
 class Problem(StarletteHTTPException):
     """An HTTP problem raised inside the app (not a domain error): malformed JSON,
     oversize body... A Starlette ``HTTPException`` so FastAPI passes it through
@@ -224,45 +201,25 @@ def internal_error(scope_or_path: Any, exc: BaseException) -> tuple[int, str, st
 
 def chronos_error_parts(exc: E.ChronosError) -> tuple[int, str, dict[str, str]]:
     """Status, code and headers for a domain error (500 for an unmapped one)."""
-    for cls, status in _STATUS_FOR_ERROR:
-        if isinstance(exc, cls):
-            headers: dict[str, str] = {}
-            if isinstance(exc, E.Unauthorized):
-                headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-            elif isinstance(exc, E.CapacityExhausted):
-                headers["Retry-After"] = str(int(getattr(exc, "retry_after", None) or CAPACITY_RETRY_AFTER))
-            elif isinstance(exc, E.Unavailable):
-                headers["Retry-After"] = str(int(getattr(exc, "retry_after", None) or UNAVAILABLE_RETRY_AFTER))
-            return status, exc.code, headers
-    return 500, "INTERNAL_ERROR", {}
+    status = status_for(exc)
+    if status == 500:
+        return 500, "INTERNAL_ERROR", {}
+    headers: dict[str, str] = {}
+    if isinstance(exc, E.Unauthorized):
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    elif isinstance(exc, E.CapacityExhausted):
+        headers["Retry-After"] = str(int(getattr(exc, "retry_after", None) or CAPACITY_RETRY_AFTER))
+    elif isinstance(exc, E.Unavailable):
+        headers["Retry-After"] = str(int(getattr(exc, "retry_after", None) or UNAVAILABLE_RETRY_AFTER))
+    return status, exc.code, headers
 
 
 # ------------------------------------------------------------ request validation
 
 
-def _friendly() -> tuple[dict[str, str], set[str]]:
-    # Share the wording of chronos.models.field_errors (used for the CLI and YAML).
-    from chronos import models
-
-    return getattr(models, "_FRIENDLY", {}), getattr(models, "_UNION_TAGS", set())
-
-
-def request_validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
-    """FastAPI's errors as ``[{field, message}]``: dotted fields without the ``body.``/``query.`` prefix."""
-    friendly, union_tags = _friendly()
-    out = []
-    for e in exc.errors():
-        loc = list(e.get("loc") or ())
-        if loc and loc[0] in _LOCATIONS:
-            loc = loc[1:]
-        parts = [str(p) for p in loc if not (isinstance(p, str) and p in union_tags)]
-        message = friendly.get(e.get("type", ""), str(e.get("msg", "is not valid")).removeprefix("Value error, "))
-        out.append({"field": ".".join(parts) or "body", "message": message})
-    return out
-
-
-def _join(errors: list[dict[str, str]]) -> str:
-    return "; ".join(f"{err['field']}: {err['message']}" for err in errors)
+def request_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's errors as field errors: dotted fields without the ``body.``/``query.`` prefix."""
+    return field_errors(exc.errors(), drop=_LOCATIONS)
 
 
 # ------------------------------------------------------------ handlers
@@ -325,7 +282,7 @@ async def _request_validation_handler(request: Request, exc: RequestValidationEr
         detail = f"the request body is not valid JSON: {ctx.get('error', 'decode error')}"
         return problem_response(400, "MALFORMED_JSON", detail, request.url.path)
     errors = request_validation_errors(exc)
-    return problem_response(422, "VALIDATION_ERROR", _join(errors), request.url.path, errors)
+    return problem_response(422, "VALIDATION_ERROR", joined(errors), request.url.path, errors)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -98,7 +98,7 @@ class Console:
         async def run(request: Request, **params: Any) -> Response:
             form = await self.form(request)
             if not self.auth.signed_in(request):
-                return self.error_page(request, 401, "UNAUTHORIZED", "sign in first: your session is missing or has expired")
+                return self._domain_error(request, E.Unauthorized("sign in first: your session is missing or has expired"))
             problem = session.csrf_problem(request, form)
             if problem:
                 return self.error_page(request, 403, "CSRF_REFUSED", problem)
