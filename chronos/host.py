@@ -39,11 +39,21 @@ def digest(job_ids: Iterable[UUID]) -> int:
 
 
 class Upstream(Protocol):
-    """The supervisor, as a host sees it."""
+    """The supervisor, as a host sees it. Both calls may fail while the supervisor is away;
+    the host retries them."""
 
-    async def claim(self, executions: list[Execution]) -> list[bool]: ...
+    async def claim(self, executions: list[Execution]) -> list[bool]:
+        """Insert each execution's row before it is sent: True where this call owns the slot,
+        False where another claim already holds it (a duplicate runner must not fire).
 
-    async def report(self, executions: list[Execution]) -> None: ...
+        :raises Unavailable: the supervisor cannot be reached (over Ray: it is not running,
+            or died under the call)."""
+
+    async def report(self, executions: list[Execution]) -> None:
+        """Store the executions' latest states; returns once they are written (a late state
+        after a final one is ignored, never an error).
+
+        :raises Unavailable: the supervisor cannot be reached."""
 
 
 class JobHost:

@@ -1,8 +1,9 @@
-"""Where job hosts live. The supervisor places each job on a host through a
-:class:`Runtime`: Ray actors in production (``chronos.actors.runtime``), or
-this process for tests and tools (:class:`LocalRuntime`).
+"""Where job hosts live: the contract. The supervisor places each job on a host through a
+:class:`Runtime`: Ray actors in production (``chronos.actors.runtime``), or this process for
+tests and tools (:class:`chronos.local_runtime.LocalRuntime`).
 
-Which job goes on which host is :mod:`chronos.placement`'s.
+Which job goes on which host is :mod:`chronos.placement`'s. This module holds only the
+interfaces, so the supervisor's contract imports no host, runner or HTTP client.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from datetime import datetime
 from typing import Any, Optional, Protocol
 from uuid import UUID
 
-from chronos.host import JobHost, Upstream
 from chronos.models import Execution, Job
-from chronos.placement import JOB_PREFIX, POOL_PREFIX, Mode, Placement, pool_key
+from chronos.placement import JOB_PREFIX, POOL_PREFIX, Placement, pool_key
 
-__all__ = ["JOB_PREFIX", "POOL_PREFIX", "Host", "HostGone", "LocalRuntime", "Placement", "Runtime", "pool_key"]
+__all__ = ["JOB_PREFIX", "POOL_PREFIX", "Host", "HostGone", "Placement", "Runtime", "pool_key"]
 
 
 class HostGone(Exception):
@@ -23,22 +23,47 @@ class HostGone(Exception):
 
 
 class Host(Protocol):
-    """A job host as the supervisor sees it (all calls may raise HostGone)."""
+    """A job host as the supervisor sees it. Every call raises :class:`HostGone` when the host
+    died or did not answer in time (over Ray: 10 s); nothing else escapes but the errors of a
+    bug."""
 
     async def assign(self, items: list[tuple[Job, Optional[datetime], list[Execution]]]) -> None:
-        """Start (or update) jobs: each with its last claimed slot and its orphans."""
+        """Start jobs, each with its last claimed slot and its orphans; a job already here
+        takes the new spec instead.
 
-    async def update(self, job: Job) -> None: ...
+        :raises HostGone: the host is gone."""
 
-    async def remove(self, job_id: UUID) -> None: ...
+    async def update(self, job: Job) -> None:
+        """Give a job here its new spec (a job not here is ignored).
 
-    async def trigger(self, job_id: UUID) -> Optional[Execution]: ...
+        :raises HostGone: the host is gone."""
 
-    async def cancel(self, job_id: UUID, execution_id: UUID, reason: str) -> Optional[Execution]: ...
+    async def remove(self, job_id: UUID) -> None:
+        """Stop a job's runner (a job not here is ignored); its running executions end.
 
-    async def status(self, with_jobs: bool = False) -> dict[str, Any]: ...
+        :raises HostGone: the host is gone."""
 
-    async def settle(self, timeout: float) -> bool: ...
+    async def trigger(self, job_id: UUID) -> Optional[Execution]:
+        """Start a manual run: the claimed execution, or None when the job is not here.
+
+        :raises HostGone: the host is gone."""
+
+    async def cancel(self, job_id: UUID, execution_id: UUID, reason: str) -> Optional[Execution]:
+        """Cancel an execution the host holds: it, closed as ``cancelled``, or None when the
+        host does not hold it (the supervisor then closes it alone).
+
+        :raises HostGone: the host is gone."""
+
+    async def status(self, with_jobs: bool = False) -> dict[str, Any]:
+        """``count`` and ``digest`` of the jobs here; ``with_jobs``: also ``jobs`` and the
+        executions in flight (``running``).
+
+        :raises HostGone: the host is gone."""
+
+    async def settle(self, timeout: float) -> bool:
+        """Wait for every job's first step and a quiet moment; False after ``timeout``.
+
+        :raises HostGone: the host is gone."""
 
 
 class Runtime(Protocol):
@@ -49,59 +74,22 @@ class Runtime(Protocol):
         """Dedicated hosts the cluster has room for (``auto`` placement dedicates that many jobs)."""
 
     async def host(self, key: str) -> Host:
-        """The live host for ``key``, attaching to a surviving one or creating
-        it (may raise ``CapacityExhausted``)."""
+        """The live host for ``key``, attaching to a surviving one or creating it.
+
+        :raises CapacityExhausted: a dedicated host is needed and every slot is in use.
+        :raises HostGone: the host could not be reached or made."""
 
     async def find(self, key: str) -> Optional[Host]:
-        """The live host for ``key``, or None if there is none (never creates one)."""
+        """The live host for ``key``, or None if there is none (never creates one).
+        Raises nothing."""
 
     async def drop(self, key: str) -> None:
-        """Destroy a host that holds no more jobs (dedicated placement)."""
+        """Destroy a host that holds no more jobs (dedicated placement); a host already gone
+        is no error. Raises nothing."""
 
     async def names(self) -> list[str]:
-        """The keys of the hosts that exist now, whoever made them."""
-
-    async def close(self) -> None: ...
-
-
-class LocalRuntime:
-    """Hosts in the supervisor's own process: for tests and single-process tools."""
-
-    def __init__(
-        self, upstream: Upstream, *, placement: Mode = "pooled", pool_size: int = 1, slots: int = 8, **host_options: Any
-    ):
-        self._upstream = upstream
-        self.placement = Placement(placement, pool_size)
-        self._slots = slots
-        self._options = host_options
-        self.hosts: dict[str, JobHost] = {}
-
-    async def slots(self) -> int:
-        return self._slots
-
-    async def host(self, key: str) -> Host:
-        if key not in self.hosts:
-            self.hosts[key] = JobHost(self._upstream, actor=key, **self._options)
-        return self.hosts[key]
-
-    async def find(self, key: str) -> Optional[Host]:
-        return self.hosts.get(key)
-
-    async def drop(self, key: str) -> None:
-        host = self.hosts.pop(key, None)
-        if host:
-            await host.shutdown()
-
-    async def names(self) -> list[str]:
-        return list(self.hosts)
-
-    async def kill(self, key: str) -> None:
-        """Simulate a crash: the host vanishes without a word (tests)."""
-        host = self.hosts.pop(key, None)
-        if host:
-            for runner in host.runners.values():
-                await runner.stop()
+        """The keys of the hosts that exist now, whoever made them. Raises nothing."""
 
     async def close(self) -> None:
-        for key in list(self.hosts):
-            await self.drop(key)
+        """Stop every host quietly: unfinished executions stay for the next start. Raises
+        nothing."""

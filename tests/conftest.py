@@ -79,7 +79,7 @@ async def make_supervisor(tmp_path):
     """Start an in-process supervisor over a SQLite file, stopped after the test.
     ``runtime``: builds its Runtime from it (default: hosts in this process);
     other keywords go to the Supervisor."""
-    from chronos.runtime import LocalRuntime
+    from chronos.local_runtime import LocalRuntime
     from chronos.supervisor import Supervisor
 
     started = []

@@ -919,7 +919,7 @@ class _NoNetworkDispatcher:
 
 async def test_guide_flow_over_the_real_supervisor(store):
     """The app over ``chronos.supervisor.Supervisor`` and a real store (in-process hosts)."""
-    from chronos.runtime import LocalRuntime
+    from chronos.local_runtime import LocalRuntime
     from chronos.supervisor import Supervisor
 
     dispatcher = _NoNetworkDispatcher()

@@ -73,3 +73,13 @@ SENDERS = {"dispatcher.py"}
 @pytest.mark.parametrize("path", _files("chronos"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_only_senders_import_aiohttp(path: Path):
     assert path.name in SENDERS or "aiohttp" not in _imports(path)
+
+
+def _modules(path: Path) -> set[str]:
+    return {node.module for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module}
+
+
+def test_the_runtime_contract_imports_no_host():
+    heavy = {"chronos.host", "chronos.runner", "chronos.dispatcher", "aiohttp"}
+    assert not _modules(ROOT / "chronos" / "runtime.py") & heavy

@@ -50,7 +50,7 @@ class LiveServer:
     def __init__(self, data_dir: Path, tokens: list[str]):
         import uvicorn
 
-        from chronos.runtime import LocalRuntime
+        from chronos.local_runtime import LocalRuntime
         from chronos.serve.app import create_app
         from chronos.settings import Settings
         from chronos.store import Store

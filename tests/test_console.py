@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 import httpx
 import pytest
 
-from chronos.runtime import LocalRuntime
+from chronos.local_runtime import LocalRuntime
 from chronos.serve.app import create_app
 from chronos.settings import Settings
 from chronos.store import Store

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from chronos.runtime import LocalRuntime
+from chronos.local_runtime import LocalRuntime
 from chronos.serve.app import create_app
 from chronos.settings import Settings
 from chronos.store import Store

@@ -32,7 +32,7 @@ from chronos.models import (
     utcnow,
 )
 from chronos.notifier import Notifier
-from chronos.runtime import LocalRuntime
+from chronos.local_runtime import LocalRuntime
 from chronos.signing import generate_secret
 from chronos.store import Store
 from chronos.supervisor import Supervisor

@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from chronos.errors import CapacityExhausted, JobNotFound
 from chronos.models import Execution, ExecutionStatus, Job, parse_job, utcnow
-from chronos.runtime import HostGone, LocalRuntime
+from chronos.local_runtime import LocalRuntime
+from chronos.runtime import HostGone
 from chronos.supervisor import Supervisor
 
 NEVER = "0 0 1 1 *"  # once a year: no timer fires during a test

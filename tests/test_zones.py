@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from chronos.errors import InvalidSchedule, ValidationError
 from chronos.models import parse_job
-from chronos.runtime import LocalRuntime
+from chronos.local_runtime import LocalRuntime
 from chronos.schedules import parse_schedule
 from chronos.serve.app import create_app
 from chronos.settings import Settings
