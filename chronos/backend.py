@@ -18,9 +18,6 @@ from uuid import UUID
 
 from chronos.models import Execution, ExecutionStatus, Glance, Job, JobCreate, Overview
 
-Page = tuple[list[Any], Optional[str]]  # (items, next_cursor)
-
-
 class Backend(Protocol):
     async def create_job(self, spec: JobCreate) -> Job:
         """Store a job and start it on its host.

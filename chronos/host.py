@@ -144,9 +144,6 @@ class JobHost:
             await asyncio.sleep(0.05)
         return True
 
-    def next_runs(self) -> dict[str, Optional[datetime]]:
-        return {str(job_id): r.next_run for job_id, r in self.runners.items()}
-
     async def shutdown(self) -> None:
         await asyncio.gather(*(r.stop() for r in self.runners.values()))
         self.runners.clear()

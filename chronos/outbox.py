@@ -47,10 +47,6 @@ class Outbox:
         self._capacity = capacity
         self._tasks: set[asyncio.Task] = set()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
     def put(self, notice: Notice) -> None:
         if len(self._tasks) >= self._capacity:
             log.warning("notification dropped (%d in flight): job %s, event %s, target %s",

@@ -222,11 +222,6 @@ class JobRunner:
         except Exception:  # a bug must not leave other slots unfired
             log.exception("job %s: slot %s could not be fired", self.job.name, due)
 
-    @property
-    def next_run(self) -> Optional[datetime]:
-        """The next slot to fire: one claimed and waiting for its instant, else the one planned."""
-        return self._claimed or self._planned
-
     def _plan(self) -> tuple:
         """What the timer's plan depends on."""
         return (self.job.enabled, self.job.schedule, self.job.timezone, self.job.anchor)

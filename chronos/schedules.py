@@ -144,10 +144,6 @@ class _Field:
         items += [f"L{d}" for d in self.last_dow]
         return ",".join(items)
 
-    def covers_all(self, spec: _Spec) -> bool:
-        full = set(range(spec.lo, spec.hi + 1)) if spec is not _DOW else set(range(7))
-        return self.values >= full
-
 
 def _value(token: str, spec: _Spec, expression: str) -> int:
     if _NUMBER.fullmatch(token):

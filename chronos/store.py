@@ -62,7 +62,6 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
-    case,
     create_engine,
     delete,
     event,
@@ -592,13 +591,6 @@ class Store:
         with self._tx() as s:
             rows = s.exec(select(_JobRow).order_by(_JobRow.name).execution_options(yield_per=500))
             return [_to_job(r, self._box) for r in rows]
-
-    def count_jobs(self) -> tuple[int, int]:
-        """(total, enabled)."""
-        enabled = func.coalesce(func.sum(case((_JobRow.enabled, 1), else_=0)), 0)
-        with self._tx() as s:
-            total, on = s.exec(select(func.count(), enabled).select_from(_JobRow)).one()
-        return int(total), int(on)
 
     def set_runtime(self, updates: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
         """Batch-update last_run / last_status; unknown job ids are ignored."""
