@@ -125,6 +125,7 @@ class Supervisor:
         self._schedules: dict[tuple, Any] = {}
         self._claims = GroupCommit(self._claim_rows)
         self._overview: Optional[Overview] = None
+        self._overview_lock = asyncio.Lock()
         self.notifier = notifier or Notifier()
         self.outbox = Outbox(notify_dispatcher or Dispatcher(), self._count_notice,
                              policy=delivery_policy, timeout=delivery_timeout)
@@ -607,10 +608,15 @@ class Supervisor:
 
     async def overview(self) -> Overview:
         """Cached for OVERVIEW_TTL: every open console tab polls it."""
+        async with self._overview_lock:  # one computation at a time: tabs arriving meanwhile share it
+            cached = self._overview
+            if cached is not None and utcnow() - cached.generated_at < OVERVIEW_TTL:
+                return cached
+            self._overview = await self._compute_overview()
+            return self._overview
+
+    async def _compute_overview(self) -> Overview:
         now = utcnow()
-        cached = self._overview
-        if cached is not None and now - cached.generated_at < OVERVIEW_TTL:
-            return cached
         await self.flush()
         hour, _ = await self._read(self.store.status_counts, now - timedelta(hours=1))
         day, missed = await self._read(self.store.status_counts, now - timedelta(days=1))
@@ -618,11 +624,10 @@ class Supervisor:
         start = now.replace(second=0, microsecond=0)
         forecast = await self._read(fires_per_minute, list(self._jobs.values()), start)
         failing = sorted(j.name for j in self._jobs.values() if j.last_status in _FAILING)
-        self._overview = Overview(
+        return Overview(
             generated_at=now, last_hour=hour, last_day=day, missed_last_day=missed, failing=failing,
             running=running, forecast_start=start, forecast=forecast,
         )
-        return self._overview
 
     # ------------------------------------------------------------ Backend: health
 
