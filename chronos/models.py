@@ -36,11 +36,11 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from chronos.durations import format_duration, parse_duration
+from chronos.durations import MAX_SECONDS, POSITIVE_TEXT_PATTERN, TEXT_PATTERN, format_duration, parse_duration
 from chronos.errors import InvalidSchedule, ValidationError
-from chronos.signing import as_list, secret_problem
 from chronos.times import utcnow
-from chronos.zones import UnknownZone, check_zone
+from chronos.signing import MAX_BYTES, MIN_BYTES, PREFIX, as_list, secret_problem
+from chronos.zones import UnknownZone, check_zone, zone_names
 
 REDACTED = "***"
 
@@ -52,21 +52,54 @@ def _duration(value: Any) -> timedelta:
         raise PydanticCustomError("duration", str(e)) from None
 
 
-# What clients may send, for the OpenAPI document (pydantic would otherwise advertise ISO 8601
-# "PT1H", which the parser does not read). No pattern: the parser also reads "90", " 10S ".
-_DURATION_INPUT_SCHEMA = {
-    "anyOf": [
-        {"type": "string", "examples": ["500ms", "10s", "5m", "1h30m", "1d"]},
-        {"type": "number", "minimum": 0, "maximum": 366 * 86400},
-    ],
-    "description": 'A duration like "500ms", "10s", "5m", "1h30m" or "1d" (at most 366d), or a number of seconds.',
-}
+#: The OpenAPI format of duration texts: what the pattern cannot say (at most 366 days).
+DURATION_FORMAT = "chronos-duration"
+
+
+def _duration_schema(text_pattern: str, minimum: int, what: str) -> dict[str, Any]:
+    """What clients may send, for the OpenAPI document: the parser's own grammar
+    (chronos.durations) and bounds (pydantic would advertise ISO 8601 "PT1H")."""
+    return {
+        "anyOf": [
+            {
+                "type": "string",
+                "pattern": text_pattern,
+                "format": DURATION_FORMAT,
+                "examples": ["500ms", "10s", "5m", "1h30m", "1d"],
+            },
+            {"type": "integer", "minimum": minimum, "maximum": MAX_SECONDS},
+        ],
+        "description": f'{what} like "500ms", "10s", "1.5m", "1h30m" or "1d", or a whole number of seconds; '
+        f"at most 366d, in milliseconds (at most three decimals). Format `{DURATION_FORMAT}`: a text "
+        "matching the pattern whose total is at most 366d.",
+    }
+
+
+def _positive(v: timedelta) -> timedelta:
+    if v <= timedelta(0):
+        raise PydanticCustomError("duration", 'must be more than 0s, e.g. "30s" or "5m"')
+    return v
+
+
+_AS_TEXT = PlainSerializer(format_duration, return_type=str, when_used="always")
 
 Duration = Annotated[
+    timedelta, BeforeValidator(_duration), _AS_TEXT, WithJsonSchema(_duration_schema(TEXT_PATTERN, 0, "A duration"), mode="validation")
+]
+
+
+def duration_default(value: timedelta, description: Optional[str] = None) -> Any:
+    """A duration field's default, documented in the form clients send (not ISO 8601)."""
+    return Field(default=value, description=description, json_schema_extra={"default": format_duration(value)})
+
+
+#: A duration of more than zero (a timeout).
+PositiveDuration = Annotated[
     timedelta,
     BeforeValidator(_duration),
-    PlainSerializer(format_duration, return_type=str, when_used="always"),
-    WithJsonSchema(_DURATION_INPUT_SCHEMA, mode="validation"),
+    AfterValidator(_positive),
+    _AS_TEXT,
+    WithJsonSchema(_duration_schema(POSITIVE_TEXT_PATTERN, 1, "A duration of more than 0s"), mode="validation"),
 ]
 
 
@@ -150,6 +183,14 @@ class Trigger(str, Enum):
 # ---------------------------------------------------------------- webhook
 
 
+#: An HTTP header name (RFC 9110 token).
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+#: A header value: no line breaks, no NUL.
+HEADER_VALUE_PATTERN = r"^[^\r\n\x00]*$"
+_HEADER_NAME = re.compile(HEADER_NAME_PATTERN)
+_HEADER_VALUE = re.compile(HEADER_VALUE_PATTERN)
+
+
 class BearerAuth(Strict):
     type: Literal["bearer"]
     token: str = Field(min_length=1, repr=False)
@@ -164,13 +205,12 @@ class BasicAuth(Strict):
 class ApiKeyAuth(Strict):
     type: Literal["api_key"]
     api_key: str = Field(min_length=1, repr=False)
-    header: str = Field(default="X-API-Key", min_length=1, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    header: str = Field(default="X-API-Key", min_length=1, pattern=HEADER_NAME_PATTERN)
 
 
 Auth = Annotated[Union[BearerAuth, BasicAuth, ApiKeyAuth], Field(discriminator="type")]
 
 _SECRET_HEADER = re.compile(r"^(authorization|proxy-authorization|cookie)$|(-key|-token|-secret)$", re.I)
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
 MAX_SIGNING_SECRETS = 5
@@ -180,8 +220,48 @@ def is_secret_header(name: str) -> bool:
     return bool(_SECRET_HEADER.search(name))
 
 
+_H16 = "[0-9A-Fa-f]{1,4}"
+_IPV4 = r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV6 = "|".join(
+    [
+        f"(?:{_H16}:){{7}}{_H16}",
+        f"(?:{_H16}:){{1,7}}:",
+        *(f"(?:{_H16}:){{1,{n}}}(?::{_H16}){{1,{7 - n}}}" for n in range(1, 7)),
+        f":(?:(?::{_H16}){{1,7}}|:)",
+        f"(?:{_H16}:){{6}}{_IPV4}",
+        f"(?:{_H16}:){{1,5}}:{_IPV4}",
+        f"::(?:{_H16}:){{0,5}}{_IPV4}",
+    ]
+)
+_PORT = "(?:[0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+#: An absolute http(s) URL without credentials: a host (RFC 3986 reg-name or IPv4, or an
+#: IPv6 literal in brackets), an optional port 0-65535, then path, query and fragment without
+#: spaces or control characters. Non-ASCII host names are written in their xn-- (punycode) form.
+URL_PATTERN = (
+    "^[Hh][Tt][Tt][Pp][Ss]?://"
+    rf"(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[(?:{_IPV6})\])(?::{_PORT}?)?"
+    r"(?:[/?#][^\x00-\x20\x7f]*)?$"
+)
+URL_MAX_LENGTH = 2048
+#: The OpenAPI format of webhook URLs: what the pattern cannot say (the server's egress policy).
+URL_FORMAT = "webhook-url"
+_URL = re.compile(URL_PATTERN)
+_URL_SCHEMA = {
+    "pattern": URL_PATTERN,
+    "format": URL_FORMAT,
+    "description": "An absolute http:// or https:// URL, without credentials (use `auth`). "
+    f"Format `{URL_FORMAT}`: the server's egress policy also refuses some targets, whatever the policy: "
+    "link-local and cloud metadata addresses and names (169.254.0.0/16, fe80::/10, metadata.google.internal, "
+    "...), 0.0.0.0/8, ::, multicast and 240.0.0.0/4, as literal addresses in any spelling the resolver reads "
+    "(e.g. 0, 2852039166); and, as configured, private, loopback or public targets.",
+    "examples": ["https://api.example.com/health"],
+}
+
+
 def _check_url(url: str, info: ValidationInfo) -> str:
     try:
+        if not _URL.fullmatch(url):
+            raise ValueError(url)
         parts = urlsplit(url)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
         _ = parts.port  # raises ValueError for a port out of range or not a number
@@ -209,50 +289,100 @@ def _check_url(url: str, info: ValidationInfo) -> str:
     return url
 
 
+def _check_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise PydanticCustomError("header", f'header name "{name}" is not a valid HTTP header name')
+        if value is not None and not _HEADER_VALUE.fullmatch(value):
+            raise PydanticCustomError("header", f'header "{name}" must not contain line breaks or NUL characters')
+    return headers
+
+
+_HEADER_NAMES = {"propertyNames": {"pattern": HEADER_NAME_PATTERN}}
+_HEADER_VALUE_SCHEMA = {"type": "string", "pattern": HEADER_VALUE_PATTERN}
+
+Url = Annotated[str, Field(max_length=URL_MAX_LENGTH, json_schema_extra=_URL_SCHEMA), AfterValidator(_check_url)]
+Headers = Annotated[
+    dict[str, str],
+    Field(json_schema_extra={**_HEADER_NAMES, "additionalProperties": _HEADER_VALUE_SCHEMA}),
+    AfterValidator(_check_headers),
+]
+Body = Annotated[str, Field(max_length=1024 * 1024)]
+SuccessCodes = Annotated[
+    list[Annotated[int, Field(ge=100, le=599)]], Field(description="Status codes counted as success; default any 2xx.")
+]
+#: Methods that send no body.
+NO_BODY_METHODS = (Method.GET, Method.HEAD)
+
+
+def _check_body_method(method: Optional[Method], body: Optional[str]) -> None:
+    if body is not None and method in NO_BODY_METHODS:
+        raise PydanticCustomError(
+            "body_not_allowed", f"body is not allowed with method {method.value}: use POST, PUT or PATCH, or remove body"
+        )
+
+
+def _no_body_rule(schema: dict[str, Any], *, method_given: bool) -> None:
+    """The body/method rule in JSON Schema: with GET or HEAD (the default, unless only
+    ``method_given``), ``body`` is null or absent."""
+    condition: dict[str, Any] = {"properties": {"method": {"enum": [m.value for m in NO_BODY_METHODS]}}}
+    if method_given:
+        condition["required"] = ["method"]
+    schema["if"] = condition
+    schema["then"] = {"properties": {"body": {"type": "null"}}}
+
+
+def _check_signing_secrets(value: Any) -> Any:
+    listed = as_list(value)
+    if isinstance(value, list) and not 1 <= len(listed) <= MAX_SIGNING_SECRETS:
+        raise PydanticCustomError(
+            "signing_secret", f"list 1 to {MAX_SIGNING_SECRETS} secrets, newest first (or give one as a string)"
+        )
+    for secret in listed:
+        # "***" stands for a stored secret until the supervisor puts it back (unresolved()).
+        problem = secret_problem(secret) if secret != REDACTED else None
+        if problem:
+            raise PydanticCustomError("signing_secret", problem)
+    return value
+
+
+def _base64_pattern(min_bytes: int, max_bytes: int) -> str:
+    """Standard base64 (padded) of ``min_bytes`` to ``max_bytes`` bytes, as a regular expression."""
+    tails = {0: "", 1: "[A-Za-z0-9+/]{2}==", 2: "[A-Za-z0-9+/]{3}="}
+    branches = []
+    for rem, tail in tails.items():
+        counts = [n // 3 for n in range(min_bytes, max_bytes + 1) if n % 3 == rem]
+        if counts:
+            branches.append(f"(?:[A-Za-z0-9+/]{{4}}){{{min(counts)},{max(counts)}}}{tail}")
+    return "(?:" + "|".join(branches) + ")"
+
+
+#: A Standard Webhooks secret: "whsec_" and the base64 of 24 to 64 bytes (chronos.signing).
+SIGNING_SECRET_PATTERN = f"^{PREFIX}{_base64_pattern(MIN_BYTES, MAX_BYTES)}$"
+_SECRET_SCHEMA = {"type": "string", "pattern": SIGNING_SECRET_PATTERN}
+SigningSecrets = Annotated[
+    Union[str, list[str]],
+    Field(
+        json_schema_extra={
+            "anyOf": [_SECRET_SCHEMA, {"type": "array", "items": _SECRET_SCHEMA, "minItems": 1, "maxItems": MAX_SIGNING_SECRETS}],
+            "description": "Standard Webhooks secret (whsec_...), or several newest first during a rotation: all sign. "
+            'Reads back as "***"; in a PUT or PATCH, "***" keeps the stored secret (the k-th "***" of a list the k-th).',
+        }
+    ),
+    AfterValidator(_check_signing_secrets),
+]
+
+
 class Webhook(Strict):
-    url: Annotated[str, Field(max_length=2048), AfterValidator(_check_url)]
+    model_config = ConfigDict(json_schema_extra=lambda schema: _no_body_rule(schema, method_given=False))
+
+    url: Url
     method: Method = Method.GET
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: Optional[str] = Field(default=None, max_length=1024 * 1024)
+    headers: Headers = Field(default_factory=dict)
+    body: Optional[Body] = None
     auth: Optional[Auth] = None
-    success_codes: Optional[list[Annotated[int, Field(ge=100, le=599)]]] = Field(
-        default=None, description="Status codes counted as success; default any 2xx."
-    )
-    signing_secret: Optional[Union[str, list[str]]] = Field(
-        default=None,
-        repr=False,
-        description="Standard Webhooks secret (whsec_...), or several newest first during a rotation: all sign.",
-    )
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper(cls, v: Any) -> Any:
-        return v.upper() if isinstance(v, str) else v
-
-    @field_validator("headers")
-    @classmethod
-    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name, value in headers.items():
-            if not _HEADER_NAME.match(name):
-                raise PydanticCustomError("header", f'header name "{name}" is not a valid HTTP header name')
-            if "\n" in value or "\r" in value or "\x00" in value:
-                raise PydanticCustomError("header", f'header "{name}" must not contain line breaks or NUL characters')
-        return headers
-
-    @field_validator("signing_secret")
-    @classmethod
-    def _signing_secrets(cls, value: Any) -> Any:
-        listed = as_list(value)
-        if isinstance(value, list) and not 1 <= len(listed) <= MAX_SIGNING_SECRETS:
-            raise PydanticCustomError(
-                "signing_secret", f"list 1 to {MAX_SIGNING_SECRETS} secrets, newest first (or give one as a string)"
-            )
-        for secret in listed:
-            # "***" stands for a stored secret until the supervisor puts it back (unresolved()).
-            problem = secret_problem(secret) if secret != REDACTED else None
-            if problem:
-                raise PydanticCustomError("signing_secret", problem)
-        return value
+    success_codes: Optional[SuccessCodes] = None
+    signing_secret: Optional[SigningSecrets] = Field(default=None, repr=False)
 
     @property
     def signing_secrets(self) -> list[str]:
@@ -260,11 +390,7 @@ class Webhook(Strict):
 
     @model_validator(mode="after")
     def _body_needs_method(self) -> "Webhook":
-        if self.body is not None and self.method in (Method.GET, Method.HEAD):
-            raise PydanticCustomError(
-                "body_not_allowed",
-                f"body is not allowed with method {self.method.value}: use POST, PUT or PATCH, or remove body",
-            )
+        _check_body_method(self.method, self.body)
         return self
 
     def __repr_args__(self) -> Any:
@@ -282,8 +408,8 @@ class Webhook(Strict):
 
 class RetryPolicy(Strict):
     max_attempts: int = Field(default=3, ge=1, le=100, description="Total attempts, the first included.")
-    initial_interval: Duration = timedelta(seconds=1)
-    max_interval: Duration = timedelta(minutes=1)
+    initial_interval: Duration = duration_default(timedelta(seconds=1))
+    max_interval: Duration = duration_default(timedelta(minutes=1))
     multiplier: float = Field(default=2.0, ge=1.0, le=100.0)
 
 
@@ -322,7 +448,7 @@ def mask_url(url: str) -> str:
 
 
 class NotifyTarget(Strict):
-    url: Annotated[str, Field(max_length=2048), AfterValidator(_check_url)]
+    url: Url
     events: list[NotifyEvent] = Field(
         default_factory=lambda: list(DEFAULT_EVENTS), min_length=1, description="What this target is told of."
     )
@@ -348,7 +474,7 @@ def _check_targets(targets: list[NotifyTarget]) -> list[NotifyTarget]:
     return targets
 
 
-NotifyTargets = Annotated[list[NotifyTarget], AfterValidator(_check_targets)]
+NotifyTargets = Annotated[list[NotifyTarget], Field(json_schema_extra={"maxItems": MAX_NOTIFY_TARGETS}), AfterValidator(_check_targets)]
 
 
 # ---------------------------------------------------------------- job
@@ -358,7 +484,7 @@ _NAME = re.compile(NAME_PATTERN)
 
 
 def _check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         hint = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].strip("-") or "my-job"
         raise PydanticCustomError(
             "name", f'"{name}" must be kebab-case like "{hint}" (lowercase letters, digits and dashes, 1-63 chars)'
@@ -397,19 +523,59 @@ def _check_schedule(expression: str, info: ValidationInfo) -> str:
     return expression.strip()
 
 
-def _check_tags(tags: dict[str, str]) -> dict[str, str]:
-    if len(tags) > 64:
-        raise PydanticCustomError("tags", "at most 64 tags are allowed")
+MAX_TAGS = 64
+_NO_NUL = r"^[^\x00]*$"
+
+
+def _check_tags(tags: dict[str, Any], *, nul_ok: bool = True) -> dict[str, Any]:
+    if len(tags) > MAX_TAGS:
+        raise PydanticCustomError("tags", f"at most {MAX_TAGS} tags are allowed")
     for k, v in tags.items():
-        if not k or len(k) > 63 or len(v) > 256:
+        if not k or len(k) > 63 or (v is not None and len(v) > 256):
             raise PydanticCustomError("tags", f'tag "{k[:63]}": keys are 1-63 chars, values at most 256')
+        if not nul_ok and ("\x00" in k or "\x00" in (v or "")):
+            # On input only (stored jobs stay readable): PostgreSQL cannot turn a JSON "\u0000"
+            # into text, so one such tag would fail every tag-filtered query of every job.
+            raise PydanticCustomError("tags", "tag keys and values must not contain NUL characters")
     return tags
 
 
-Name = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_check_name)]
-Timezone = Annotated[str, Field(max_length=64), AfterValidator(_check_timezone)]
-ScheduleExpr = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_check_schedule)]
+def _check_input_tags(tags: dict[str, Any]) -> dict[str, Any]:
+    return _check_tags(tags, nul_ok=False)
+
+
+def _tags_schema(*, deletable: bool) -> dict[str, Any]:
+    value: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": _NO_NUL}
+    return {
+        "maxProperties": MAX_TAGS,
+        "propertyNames": {"minLength": 1, "maxLength": 63, "pattern": _NO_NUL},
+        "additionalProperties": {"anyOf": [value, {"type": "null"}]} if deletable else value,
+    }
+
+
+Name = Annotated[str, Field(min_length=1, max_length=63, json_schema_extra={"pattern": NAME_PATTERN}), AfterValidator(_check_name)]
+Timezone = Annotated[
+    str,
+    Field(json_schema_extra={"enum": sorted(zone_names()), "description": "An IANA time zone name."}),
+    AfterValidator(_check_timezone),
+]
+#: The OpenAPI format of schedule expressions (no JSON Schema says which texts are cron).
+SCHEDULE_FORMAT = "cron"
+_SCHEDULE_SCHEMA = {
+    "format": SCHEDULE_FORMAT,
+    "description": "Format `cron`: a 5-field cron expression (minute hour day-of-month month day-of-week, as Debian's "
+    "cron reads it), or 6 fields with a leading seconds field; month and day names (`JAN`, `MON-FRI`), `L` and `5L` "
+    "(last day, last Friday), `5#3` (third Friday), `?` as `*` in the day fields; a macro (`@yearly`, `@annually`, "
+    "`@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`); or `@every <duration>` (e.g. `@every 1h30m`). "
+    "Surrounding spaces are ignored. An expression that can never fire (`0 0 30 2 *`) is refused.",
+    "examples": ["0 * * * *", "*/10 * * * * *", "0 9 * * MON-FRI", "@daily", "@every 90s"],
+}
+ScheduleExpr = Annotated[
+    str, Field(min_length=1, max_length=256, json_schema_extra=_SCHEDULE_SCHEMA), AfterValidator(_check_schedule)
+]
 Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+#: Tags as clients send them (no NUL characters).
+InputTags = Annotated[dict[str, str], Field(json_schema_extra=_tags_schema(deletable=False)), AfterValidator(_check_input_tags)]
 
 
 class JobBase(Strict):
@@ -419,11 +585,11 @@ class JobBase(Strict):
     timezone: Timezone = "UTC"
     webhook: Webhook
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout: Duration = timedelta(minutes=5)
+    timeout: PositiveDuration = duration_default(timedelta(minutes=5))
     concurrency: Concurrency = Concurrency.forbid
     missed_runs: MissedRuns = MissedRuns.execute_one
-    catchup_window: Duration = Field(
-        default=timedelta(hours=1),
+    catchup_window: Duration = duration_default(
+        timedelta(hours=1),
         description="How late a run may still start: missed slots and interrupted executions older than this are "
         "recorded, not run. 0 means on time only: a slot that cannot be claimed on time is recorded as missed.",
     )
@@ -431,24 +597,9 @@ class JobBase(Strict):
     enabled: bool = True
     notify: NotifyTargets = Field(default_factory=list, description="Who is told when the job fails, misses slots or recovers.")
 
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise PydanticCustomError("duration", "timeout must be more than 0s, e.g. \"30s\" or \"5m\"")
-        return v
-
 
 class JobCreate(JobBase):
-    @field_validator("tags")
-    @classmethod
-    def _no_nul_in_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        # On input only (stored jobs stay readable): PostgreSQL cannot turn a JSON "\u0000"
-        # into text, so one such tag would fail every tag-filtered query of every job.
-        for k, v in tags.items():
-            if "\x00" in k or "\x00" in v:
-                raise PydanticCustomError("tags", "tag keys and values must not contain NUL characters")
-        return tags
+    tags: InputTags = Field(default_factory=dict)
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -465,22 +616,92 @@ class JobCreate(JobBase):
     )
 
 
-class JobUpdate(Strict):
-    """PATCH body: a JSON merge patch (RFC 7396) over the stored job."""
+def _patch_schema(schema: dict[str, Any]) -> None:
+    """A patch has no defaults: a field left out keeps its stored value."""
+    for prop in schema.get("properties", {}).values():
+        prop.pop("default", None)
 
-    name: Optional[Name] = None
+
+class _Patch(Strict):
+    model_config = ConfigDict(json_schema_extra=_patch_schema)
+
+
+# Partial models for PATCH (RFC 7396): the same field types (and so the same rules) as the
+# full models; every field optional; ``null`` removes a field that has a default (back to it),
+# and is refused for a required one (name, schedule, webhook, webhook.url).
+
+
+class AuthPatch(_Patch):
+    """Any fields of the auth types; whether they make a valid auth with the stored ones
+    is known after merging (a conflict otherwise)."""
+
+    type: Optional[Literal["bearer", "basic", "api_key"]] = None
+    token: Optional[str] = Field(default=None, min_length=1, repr=False)
+    username: Optional[str] = None
+    password: Optional[str] = Field(default=None, repr=False)
+    api_key: Optional[str] = Field(default=None, min_length=1, repr=False)
+    header: Optional[str] = Field(default=None, min_length=1, pattern=HEADER_NAME_PATTERN)
+
+
+HeadersPatch = Annotated[
+    dict[str, Optional[str]],
+    Field(json_schema_extra={**_HEADER_NAMES, "additionalProperties": {"anyOf": [_HEADER_VALUE_SCHEMA, {"type": "null"}]}}),
+    AfterValidator(_check_headers),
+]
+
+
+def _webhook_patch_schema(schema: dict[str, Any]) -> None:
+    _patch_schema(schema)
+    _no_body_rule(schema, method_given=True)
+
+
+class WebhookPatch(_Patch):
+    model_config = ConfigDict(json_schema_extra=_webhook_patch_schema)
+
+    url: Url = None  # type: ignore[assignment]  # absent: kept; null: refused (required)
+    method: Optional[Method] = None
+    headers: Optional[HeadersPatch] = None
+    body: Optional[Body] = None
+    auth: Optional[AuthPatch] = None
+    success_codes: Optional[SuccessCodes] = None
+    signing_secret: Optional[SigningSecrets] = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _body_needs_method(self) -> "WebhookPatch":
+        _check_body_method(self.method, self.body)
+        return self
+
+
+class RetryPolicyPatch(_Patch):
+    max_attempts: Optional[int] = Field(default=None, ge=1, le=100)
+    initial_interval: Optional[Duration] = None
+    max_interval: Optional[Duration] = None
+    multiplier: Optional[float] = Field(default=None, ge=1.0, le=100.0)
+
+
+TagsPatch = Annotated[
+    dict[str, Optional[str]], Field(json_schema_extra=_tags_schema(deletable=True)), AfterValidator(_check_input_tags)
+]
+
+
+class JobUpdate(_Patch):
+    """PATCH body: a JSON merge patch (RFC 7396) over the stored job. Each field follows
+    the rules of the job's own field; whether the merged job holds together (a body with a
+    GET, an auth missing its secret, more than 64 tags) is answered 409 CONFLICT."""
+
+    name: Name = None  # type: ignore[assignment]  # absent: kept; null: refused (required)
     description: Optional[str] = Field(default=None, max_length=1024)
-    schedule: Optional[ScheduleExpr] = None
+    schedule: ScheduleExpr = None  # type: ignore[assignment]
     timezone: Optional[Timezone] = None
-    webhook: Optional[dict[str, Any]] = None
-    retry_policy: Optional[dict[str, Any]] = None
-    timeout: Optional[Duration] = None
+    webhook: WebhookPatch = None  # type: ignore[assignment]
+    retry_policy: Optional[RetryPolicyPatch] = None
+    timeout: Optional[PositiveDuration] = None
     concurrency: Optional[Concurrency] = None
     missed_runs: Optional[MissedRuns] = None
     catchup_window: Optional[Duration] = None
-    tags: Optional[dict[str, Optional[str]]] = None
+    tags: Optional[TagsPatch] = None
     enabled: Optional[bool] = None
-    notify: Optional[list[dict[str, Any]]] = None
+    notify: Optional[NotifyTargets] = Field(default=None, description="Replaces the list (RFC 7396: arrays are not merged).")
 
 
 class Job(JobBase):
@@ -608,6 +829,20 @@ def check_resolved(spec: JobCreate) -> JobCreate:
         raise ValidationError("; ".join(f"{field}: {message}" for field, message in problems),
                               [{"field": field, "message": message, "type": "unresolved_secret"} for field, message in problems])
     return spec
+
+
+def changed_spec(old: Job, data: dict[str, Any]) -> JobCreate:
+    """The spec a change (PATCH, enable, disable) makes of a stored job: ``data`` is the
+    stored spec with the change applied. The change itself was valid; when the whole is
+    not (a body left with a GET, an auth missing its secret, a "***" with no stored secret
+    to keep, 65 tags, a stored spec that no longer validates), it conflicts with the job as stored: :class:`chronos.errors.Conflict`
+    naming each field."""
+    from chronos.errors import Conflict, ValidationError
+
+    try:
+        return check_resolved(parse_job(keep_secrets(data, old)))
+    except ValidationError as e:
+        raise Conflict(f"the job would not be valid after this change: {e.message}", e.errors) from None
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

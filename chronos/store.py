@@ -40,10 +40,7 @@ Design points:
   without a key stay readable, and :meth:`Store.rotate_secret_key` re-encrypts them all.
 """
 
-import base64
-import binascii
 import logging
-import re
 import uuid
 from collections import defaultdict
 from contextlib import contextmanager
@@ -85,8 +82,8 @@ from sqlmodel import Field, Session, SQLModel, select
 from chronos.crypto import SecretBox, split_keys
 from chronos.errors import DuplicateJob, ExecutionNotFound, JobNotFound, Unavailable, ValidationError
 from chronos.times import as_utc
+from chronos.cursors import decode_execution_cursor, decode_job_cursor, encode_execution_cursor, encode_job_cursor
 from chronos.models import (
-    NAME_PATTERN,
     TRUSTED,
     Attempt,
     Execution,
@@ -344,25 +341,6 @@ def _to_execution(row: _ExecutionRow, attempts: list[_AttemptRow]) -> Execution:
     return Execution.model_validate(data)
 
 
-# Cursors are opaque to clients; these are urlsafe base64 without padding.
-
-
-def _encode_cursor(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, ValueError):
-        raise _bad_cursor(cursor) from None
-
-
-def _bad_cursor(cursor: str) -> ValidationError:
-    message = "use the next_cursor value returned with the previous page"
-    return ValidationError(f'cursor "{cursor}" is not valid: {message}', errors=[{"field": "cursor", "message": message}])
-
-
 def _check_limit(limit: int) -> None:
     if limit < 1:
         message = "limit must be at least 1"
@@ -572,11 +550,11 @@ class Store:
                 or_(_JobRow.name.icontains(search, autoescape=True), _JobRow.description.icontains(search, autoescape=True))
             )
         if cursor is not None:
-            query = query.where(_JobRow.name > _decode_job_cursor(cursor))
+            query = query.where(_JobRow.name > decode_job_cursor(cursor))
         with self._tx() as s:
             rows = s.exec(query.limit(limit + 1)).all()
         page = [_to_job(r, self._box) for r in rows[:limit]]
-        return page, (_encode_cursor(page[-1].name) if len(rows) > limit else None)
+        return page, (encode_job_cursor(page[-1].name) if len(rows) > limit else None)
 
     def _tag_is(self, key: str, value: str) -> Any:
         if self._dialect == "postgresql":
@@ -787,7 +765,7 @@ class Store:
         if status is not None:
             query = query.where(E.status == ExecutionStatus(status).value)
         if cursor is not None:
-            at, eid = _decode_execution_cursor(cursor)
+            at, eid = decode_execution_cursor(cursor)
             query = query.where(or_(E.scheduled_at < at, and_(E.scheduled_at == at, E.id < eid)))
         with self._tx() as s:
             rows = s.exec(query.limit(limit + 1)).all()
@@ -795,7 +773,7 @@ class Store:
         if len(rows) <= limit:
             return page, None
         last = page[-1]
-        return page, _encode_cursor(f"{last.scheduled_at.isoformat()}|{last.id}")
+        return page, encode_execution_cursor(last.scheduled_at, last.id)
 
     def unfinished_executions(self, job_ids: Optional[list[uuid.UUID]] = None) -> list[Execution]:
         """Executions left pending or running (of these jobs, or of every job), oldest slot first."""
@@ -903,16 +881,3 @@ def parse_uuid(text: str) -> Optional[uuid.UUID]:
         return None
 
 
-def _decode_job_cursor(cursor: str) -> str:
-    name = _decode_cursor(cursor)
-    if not re.match(NAME_PATTERN, name):
-        raise _bad_cursor(cursor)
-    return name
-
-
-def _decode_execution_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    at, _, eid = _decode_cursor(cursor).partition("|")
-    try:
-        return as_utc(datetime.fromisoformat(at)), uuid.UUID(eid)
-    except ValueError:
-        raise _bad_cursor(cursor) from None

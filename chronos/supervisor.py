@@ -47,11 +47,10 @@ from chronos.models import (
     JobCreate,
     Overview,
     RetryPolicy,
+    changed_spec,
     check_resolved,
-    keep_secrets,
     last_runs,
     merge_patch,
-    parse_job,
     utcnow,
 )
 from chronos.host import digest
@@ -508,7 +507,7 @@ class Supervisor:
     async def _change(self, ref: str, new_spec: Callable[[Job], dict]) -> Job:
         async with self._lock:
             old = self._find(ref)
-            spec = check_resolved(parse_job(keep_secrets(new_spec(old), old)))
+            spec = changed_spec(old, new_spec(old))
             now = utcnow()
             rearm = spec.enabled and (not old.enabled or spec.schedule != old.schedule or spec.timezone != old.timezone)
             job = old.model_copy(update={**dict(spec), "updated_at": now, "anchor": now if rearm else old.anchor, "problem": None})

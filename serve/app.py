@@ -71,6 +71,7 @@ from chronos.serve.schemas import (
 )
 from chronos.settings import Settings
 from chronos.signing import generate_secret
+from chronos.cursors import EXECUTION_CURSOR_LENGTH, EXECUTION_CURSOR_PATTERN, JOB_CURSOR_MAX_LENGTH, JOB_CURSOR_PATTERN
 
 logger = logging.getLogger("chronos.serve")
 
@@ -125,9 +126,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or (media.startswith("application/") and media.endswith("+json"))
+
+
 async def read_json(request: Request) -> Any:
-    """The request body as JSON, whatever the Content-Type says (curl's default
-    is form-encoded). Malformed JSON or bad UTF-8 -> 400 MALFORMED_JSON."""
+    """The request body as JSON. A Content-Type other than JSON (``application/json``,
+    ``application/*+json``) -> 415 UNSUPPORTED_MEDIA_TYPE (none at all is read as JSON);
+    malformed JSON or bad UTF-8 -> 400 MALFORMED_JSON."""
+    content_type = request.headers.get("content-type", "")
+    if not _is_json(content_type):
+        raise Problem(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"the request body must be JSON, not {content_type.split(';', 1)[0].strip()}: "
+            "send the header Content-Type: application/json (curl: -H 'Content-Type: application/json')",
+            [{"field": "Content-Type", "message": "use application/json"}],
+        )
     raw = await request.body()
     if not raw.strip():
         raise E.ValidationError(
@@ -308,7 +324,9 @@ def _api_routes(app: FastAPI, backend: Backend, egress: EgressPolicy) -> None:
         enabled: Optional[bool] = Query(None, description="Only enabled (true) or disabled (false) jobs."),
         search: Optional[str] = Query(None, max_length=256, description="Substring of the name or description."),
         limit: int = Query(100, ge=1, le=500),
-        cursor: Optional[str] = Query(None, max_length=1024, description="`next_cursor` of the previous page."),
+        cursor: Optional[str] = Query(
+            None, max_length=JOB_CURSOR_MAX_LENGTH, pattern=JOB_CURSOR_PATTERN, description="`next_cursor` of the previous page."
+        ),
     ) -> Response:
         tags = _tag_filters(request)
         items, next_cursor = await backend.list_jobs(
@@ -425,7 +443,13 @@ def _api_routes(app: FastAPI, backend: Backend, egress: EgressPolicy) -> None:
         ref: JobRef,
         status: Optional[ExecutionStatus] = Query(None, description="Only executions in this status."),
         limit: int = Query(50, ge=1, le=500),
-        cursor: Optional[str] = Query(None, max_length=1024, description="`next_cursor` of the previous page."),
+        cursor: Optional[str] = Query(
+            None,
+            min_length=EXECUTION_CURSOR_LENGTH,
+            max_length=EXECUTION_CURSOR_LENGTH,
+            pattern=EXECUTION_CURSOR_PATTERN,
+            description="`next_cursor` of the previous page.",
+        ),
     ) -> Response:
         items, next_cursor = await backend.list_executions(ref, status=status, limit=limit, cursor=cursor or None)
         return JSONResponse({"items": [_execution_json(x) for x in items], "next_cursor": next_cursor})
@@ -640,6 +664,7 @@ def _decorate_openapi(schema: dict[str, Any], auth_on: bool, open_ops: frozenset
                 if hint.get("examples"):
                     content["examples"] = _EXAMPLES[hint["examples"]]
                 op["requestBody"] = {"required": True, "content": {"application/json": content}}
+                op["responses"].setdefault("415", {"description": "The body is not JSON (`UNSUPPORTED_MEDIA_TYPE`)"})
             if "ok" in hint:
                 status, name = hint["ok"]
                 op["responses"].setdefault(status, {"description": "OK"})["content"] = {

@@ -66,6 +66,7 @@ TITLES = {
     "METHOD_NOT_ALLOWED": "Method not allowed",
     "PAYLOAD_TOO_LARGE": "Payload too large",
     "BAD_REQUEST": "Bad request",
+    "UNSUPPORTED_MEDIA_TYPE": "Unsupported media type",
     "INTERNAL_ERROR": "Internal server error",
 }
 

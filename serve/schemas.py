@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from chronos.models import Execution, ExecutionStatus, JobCreate, Strict, Timezone
+from chronos.models import Execution, ExecutionStatus, JobCreate, ScheduleExpr, Strict, Timezone
 
 # ------------------------------------------------------------ requests
 
@@ -29,7 +29,7 @@ class ValidateRequest(Strict):
         }
     )
 
-    schedule: str = Field(min_length=1, max_length=256, description="Cron expression, macro or `@every <duration>`.")
+    schedule: ScheduleExpr
     timezone: Timezone = Field(default="UTC", description="IANA zone the schedule is evaluated in.")
     from_: Optional[datetime] = Field(
         default=None,
@@ -92,7 +92,7 @@ class ProblemDetails(BaseModel):
     code: str = Field(
         description="Stable machine-readable code: VALIDATION_ERROR, INVALID_SCHEDULE, MALFORMED_JSON, "
         "JOB_NOT_FOUND, EXECUTION_NOT_FOUND, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT, DUPLICATE_JOB, "
-        "PAYLOAD_TOO_LARGE, UNAUTHORIZED, CAPACITY_EXHAUSTED, UNAVAILABLE, INTERNAL_ERROR."
+        "PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, UNAUTHORIZED, CAPACITY_EXHAUSTED, UNAVAILABLE, INTERNAL_ERROR."
     )
     errors: list[FieldError] = Field(default_factory=list)
     instance: str = Field(description="The request path.")

@@ -8,8 +8,6 @@ without Ray or a database. ``fail[method] = exc`` makes that method raise.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime, timezone
 from typing import Any, Optional
 from uuid import UUID
@@ -22,38 +20,25 @@ from chronos.errors import (
     ExecutionNotFound,
     JobNotFound,
     Unavailable,
-    ValidationError,
 )
+from chronos.cursors import decode_execution_cursor, decode_job_cursor, encode_execution_cursor, encode_job_cursor
 from chronos.models import (
     Execution,
     ExecutionStatus,
     Job,
     JobCreate,
     Trigger,
-    keep_secrets,
+    changed_spec,
     merge_patch,
-    parse_job,
     utcnow,
 )
 
 
-def _encode(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationError(
-            "cursor is not valid: pass the next_cursor of a previous page",
-            [{"field": "cursor", "message": "is not a cursor of this list"}],
-        ) from None
-
-
-def _order(execution: Execution) -> str:
+def _order(execution: Execution) -> tuple[datetime, UUID]:
     """Newest-first sort key (and cursor): scheduled time, then id."""
-    return f"{execution.scheduled_at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%f}|{execution.id}"
+    return execution.scheduled_at.astimezone(timezone.utc), execution.id
 
 
 class FakeBackend:
@@ -86,7 +71,7 @@ class FakeBackend:
                 raise DuplicateJob(f'a job named "{name}" already exists')
 
     def _change(self, old: Job, data: dict[str, Any]) -> Job:
-        spec = parse_job(keep_secrets(data, old))
+        spec = changed_spec(old, data)
         self._check_name_free(spec.name, old.id)
         job = old.model_copy(update={**dict(spec), "updated_at": utcnow()})
         self.jobs[job.id] = job
@@ -123,7 +108,7 @@ class FakeBackend:
         cursor: Optional[str] = None,
     ) -> tuple[list[Job], Optional[str]]:
         self._enter("list_jobs", enabled=enabled, tags=tags, search=search, limit=limit, cursor=cursor)
-        after = _decode(cursor) if cursor else None
+        after = decode_job_cursor(cursor) if cursor else None
         needle = (search or "").lower()
         jobs = sorted(self.jobs.values(), key=lambda j: j.name)
         out = [
@@ -135,7 +120,7 @@ class FakeBackend:
             and (after is None or j.name > after)
         ]
         page = out[:limit]
-        next_cursor = _encode(page[-1].name) if len(out) > limit else None
+        next_cursor = encode_job_cursor(page[-1].name) if len(out) > limit else None
         return page, next_cursor
 
     async def replace_job(self, ref: str, spec: JobCreate) -> Job:
@@ -179,10 +164,10 @@ class FakeBackend:
         mine = [e for e in self.executions.values() if e.job_id == job.id and (status is None or e.status == status)]
         mine.sort(key=_order, reverse=True)
         if cursor:
-            key = _decode(cursor)
-            mine = [e for e in mine if _order(e) < key]
+            at, eid = decode_execution_cursor(cursor)
+            mine = [e for e in mine if _order(e) < (at, eid)]
         page = mine[:limit]
-        next_cursor = _encode(_order(page[-1])) if len(mine) > limit else None
+        next_cursor = encode_execution_cursor(*_order(page[-1])) if len(mine) > limit else None
         return page, next_cursor
 
     async def get_execution(self, ref: str, execution_id: UUID) -> Execution:

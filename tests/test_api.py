@@ -139,12 +139,17 @@ async def test_guide_backup_job_reads_its_secret_back_as_stars(client: httpx.Asy
         assert '"Authorization":"***"' in got.text.replace(" ", "")
 
 
-async def test_guide_bodies_work_without_a_json_content_type(client: httpx.AsyncClient):
-    # curl -d without -H sends application/x-www-form-urlencoded: still read as JSON.
-    r = await client.post(
-        "/api/v1/jobs", content=GUIDE_SIMPLE, headers={"Content-Type": "application/x-www-form-urlencoded"}
-    )
-    assert r.status_code == 201, r.text
+async def test_a_body_that_is_not_json_is_refused_with_415(client: httpx.AsyncClient, backend: FakeBackend):
+    # curl -d without -H sends application/x-www-form-urlencoded: the fix is named.
+    for content_type in ("application/x-www-form-urlencoded", "text/plain; charset=utf-8", "multipart/form-data"):
+        r = await client.post("/api/v1/jobs", content=GUIDE_SIMPLE, headers={"Content-Type": content_type})
+        problem = assert_problem(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+        assert "Content-Type: application/json" in problem["detail"] and list(fields(problem)) == ["Content-Type"]
+    assert not backend.jobs  # answered with an error: nothing changed
+    for content_type in ("application/json; charset=utf-8", "application/merge-patch+json", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        r = await client.post("/api/v1/schedules/validate", content='{"schedule": "@daily"}', headers=headers)
+        assert r.status_code == 200, (content_type, r.text)
 
 
 # ------------------------------------------------------------------ jobs CRUD
@@ -940,7 +945,7 @@ async def test_guide_flow_over_the_real_supervisor(store):
 
             assert_problem(await c.post("/api/v1/jobs", content=GUIDE_SIMPLE, headers=JSON), 409, "DUPLICATE_JOB")
             assert_problem(await c.get("/api/v1/jobs/nope"), 404, "JOB_NOT_FOUND")
-            assert_problem(await c.get("/api/v1/jobs?cursor=garbage"), 422, "VALIDATION_ERROR")
+            assert_problem(await c.get("/api/v1/jobs?cursor=garbage!"), 422, "VALIDATION_ERROR")
 
             r = await c.post("/api/v1/jobs/critical-backup/trigger")
             assert r.status_code == 202, r.text

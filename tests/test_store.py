@@ -213,11 +213,22 @@ def test_list_pages_with_a_cursor(store):
     assert len(page) == 5 and cursor is None
 
 
-@pytest.mark.parametrize("cursor", ["!!!", "Zm9vIGJhcg", ""])
+@pytest.mark.parametrize("cursor", ["!!!", "A", "Zm9v=", "A" * 85])
 def test_invalid_job_cursor(store, cursor):
     with pytest.raises(ValidationError, match="cursor .* is not valid") as err:
         store.list_jobs(cursor=cursor)
     assert err.value.errors[0]["field"] == "cursor"
+
+
+def test_any_well_formed_cursor_is_a_position(store):
+    """The OpenAPI document publishes the cursor pattern: every text it matches is accepted,
+    as the place in the order it spells (a forged cursor only moves the page)."""
+    for name in ("alpha", "foo-bar", "zulu"):
+        store.insert_job(make_job(name))
+    assert [j.name for j in store.list_jobs(cursor="Zm9vIGJhcg")[0]] == ["foo-bar", "zulu"]  # after "foo bar"
+    assert [j.name for j in store.list_jobs(cursor="")[0]] == ["alpha", "foo-bar", "zulu"]
+    assert store.list_jobs(cursor="_" * 84) == ([], None)  # past every name
+    assert store.list_jobs(cursor="AAAA")[0]  # NUL bytes are no position PostgreSQL refuses
 
 
 def test_all_jobs_and_counts(store):
@@ -616,6 +627,9 @@ def test_list_executions_newest_first_with_paging_and_status(store):
     assert store.list_executions(uuid.uuid4()) == ([], None)
     with pytest.raises(ValidationError, match="cursor"):
         store.list_executions(job.id, cursor="bm90IGEgY3Vyc29y")
+    # Any 32 base64url characters are a position: before the newest, and past the calendar.
+    assert store.list_executions(job.id, cursor="A" * 32) == ([], None)
+    assert len(store.list_executions(job.id, cursor="_" * 32, limit=500)[0]) == len(seen)
 
 
 def test_list_executions_loads_attempts_without_n_plus_one(store):
