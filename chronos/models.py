@@ -260,8 +260,6 @@ _URL_SCHEMA = {
 
 def _check_url(url: str, info: ValidationInfo) -> str:
     try:
-        if not _URL.fullmatch(url):
-            raise ValueError(url)
         parts = urlsplit(url)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
         _ = parts.port  # raises ValueError for a port out of range or not a number
@@ -275,7 +273,7 @@ def _check_url(url: str, info: ValidationInfo) -> str:
             "a webhook URL must not carry credentials (user:password@): remove them and use "
             'webhook.auth {"type": "basic", "username": ..., "password": ...} (or a bearer token) instead',
         )
-    if not valid:
+    if not valid or not _URL.fullmatch(url):  # the published pattern, which also refuses spaces and control characters
         raise PydanticCustomError(
             "url", '"{url}" is not a valid webhook URL: use an absolute http:// or https:// URL', {"url": url}
         )

@@ -135,6 +135,7 @@ async def read_json(request: Request) -> Any:
     """The request body as JSON. A Content-Type other than JSON (``application/json``,
     ``application/*+json``) -> 415 UNSUPPORTED_MEDIA_TYPE (none at all is read as JSON);
     malformed JSON or bad UTF-8 -> 400 MALFORMED_JSON."""
+    raw = await request.body()  # read whole first: an unread body would be left on a kept-alive connection
     content_type = request.headers.get("content-type", "")
     if not _is_json(content_type):
         raise Problem(
@@ -144,7 +145,6 @@ async def read_json(request: Request) -> Any:
             "send the header Content-Type: application/json (curl: -H 'Content-Type: application/json')",
             [{"field": "Content-Type", "message": "use application/json"}],
         )
-    raw = await request.body()
     if not raw.strip():
         raise E.ValidationError(
             "the request body is empty: send a JSON object",

@@ -352,17 +352,19 @@ def test_schemathesis_all_checks_find_nothing(tmp_path, auth):
     # Default egress policy: no webhook is ever sent (the dispatcher records), so the
     # document's URLs (any host but link-local/metadata/...) are all accepted.
     server_settings = Settings(api_tokens=[TOKEN] if auth else [], max_body_bytes=256 * 1024, open_metrics=True)
+    # The coverage phase is left out: on this document it stalls (minutes of waiting, little
+    # CPU) inside Schemathesis 4.32's generation for POST /schedules/validate; see docs/decisions.md.
+    phases = ["examples", "fuzzing", "stateful"]
     if auth:
-        # The open run covered the bodies (its coverage phase alone is ~1,000 requests); here
-        # every check runs again behind the token, and ignored_auth probes without it.
-        kwargs: dict[str, Any] = dict(phases=["examples", "fuzzing", "stateful"], max_examples=3, headers={"Authorization": f"Bearer {TOKEN}"})
+        # Every check again behind the token; ignored_auth probes without it.
+        kwargs: dict[str, Any] = dict(phases=phases, max_examples=3, headers={"Authorization": f"Bearer {TOKEN}"})
     else:
-        kwargs = dict(phases=["examples", "coverage", "fuzzing", "stateful"], max_examples=5)
+        kwargs = dict(phases=phases, max_examples=8)
     with ThreadedServer(tmp_path / "chronos.db", server_settings) as server:
         run = run_schemathesis(server.url, **kwargs)
         jobs = server.supervisor.store.all_jobs()
     assert not run.failures and not run.errors, run.report()
     assert run.finished is not None and run.finished.stop_reason == "completed"
-    assert run.cases > (300 if auth else 800), run.cases
-    assert set(run.phases) >= {"STATEFUL", "FUZZING"}, run.phases
+    assert run.cases > (80 if auth else 150), run.cases
+    assert all(run.phases.get(p) == "success" for p in phases), run.phases
     assert jobs  # the stateful phase really made jobs (and sent no webhook anywhere)
