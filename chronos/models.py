@@ -358,16 +358,21 @@ def _base64_pattern(min_bytes: int, max_bytes: int) -> str:
 #: A Standard Webhooks secret: "whsec_" and the base64 of 24 to 64 bytes (chronos.signing).
 SIGNING_SECRET_PATTERN = f"^{PREFIX}{_base64_pattern(MIN_BYTES, MAX_BYTES)}$"
 _SECRET_SCHEMA = {"type": "string", "pattern": SIGNING_SECRET_PATTERN}
+
+
+def _secrets_schema(one: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "anyOf": [one, {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_SIGNING_SECRETS}],
+        "description": "Standard Webhooks secret (whsec_...), or several newest first during a rotation: all sign. "
+        'Reads back as "***"; in a PUT or PATCH, "***" keeps the stored secret (the k-th "***" of a list the k-th).',
+    }
+
+
 SigningSecrets = Annotated[
     Union[str, list[str]],
-    Field(
-        json_schema_extra={
-            "anyOf": [_SECRET_SCHEMA, {"type": "array", "items": _SECRET_SCHEMA, "minItems": 1, "maxItems": MAX_SIGNING_SECRETS}],
-            "description": "Standard Webhooks secret (whsec_...), or several newest first during a rotation: all sign. "
-            'Reads back as "***"; in a PUT or PATCH, "***" keeps the stored secret (the k-th "***" of a list the k-th).',
-        }
-    ),
     AfterValidator(_check_signing_secrets),
+    WithJsonSchema(_secrets_schema(_SECRET_SCHEMA), mode="validation"),
+    WithJsonSchema(_secrets_schema({"const": REDACTED}), mode="serialization"),
 ]
 
 
