@@ -195,9 +195,9 @@ async def test_the_document_carries_the_servers_rules(client: httpx.AsyncClient)
     assert text["pattern"] == POSITIVE_TEXT_PATTERN and text["format"] == "chronos-duration"
     assert number == {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS} and job["timeout"]["default"] == "5m"
     assert job["catchup_window"]["anyOf"][0]["pattern"] == TEXT_PATTERN
-    url = schemas["Webhook"]["properties"]["url"]
+    url = schemas["Webhook-Input"]["properties"]["url"]
     assert url["pattern"] == URL_PATTERN and url["maxLength"] == 2048 and url["format"] == "webhook-url"
-    assert schemas["Webhook"]["then"] == {"properties": {"body": {"type": "null"}}}  # no body with GET/HEAD
+    assert schemas["Webhook-Input"]["then"] == {"properties": {"body": {"type": "null"}}}  # no body with GET/HEAD
     params = {p["name"]: p["schema"] for p in doc["paths"]["/api/v1/jobs"]["get"]["parameters"]}
     cursor = params["cursor"]["anyOf"][0]
     assert cursor["pattern"] == JOB_CURSOR_PATTERN and cursor["maxLength"] == 84
