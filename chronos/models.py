@@ -37,7 +37,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from chronos.durations import MAX_SECONDS, POSITIVE_TEXT_PATTERN, TEXT_PATTERN, format_duration, parse_duration
-from chronos.errors import InvalidSchedule, ValidationError
+from chronos.errors import Conflict, InvalidSchedule, ValidationError
 from chronos.times import utcnow
 from chronos.signing import MAX_BYTES, MIN_BYTES, PREFIX, as_list, secret_problem
 from chronos.zones import UnknownZone, check_zone, zone_names
@@ -840,8 +840,6 @@ def changed_spec(old: Job, data: dict[str, Any]) -> JobCreate:
     not (a body left with a GET, an auth missing its secret, a "***" with no stored secret
     to keep, 65 tags, a stored spec that no longer validates), it conflicts with the job as stored: :class:`chronos.errors.Conflict`
     naming each field."""
-    from chronos.errors import Conflict, ValidationError
-
     try:
         return check_resolved(parse_job(keep_secrets(data, old)))
     except ValidationError as e:
