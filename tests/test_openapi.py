@@ -34,7 +34,7 @@ from schemathesis.engine import events, from_schema
 from chronos.cursors import EXECUTION_CURSOR_PATTERN, JOB_CURSOR_PATTERN
 from chronos.durations import MAX_SECONDS, POSITIVE_TEXT_PATTERN, TEXT_PATTERN, parse_duration
 from chronos.models import DURATION_FORMAT, SCHEDULE_FORMAT, URL_FORMAT, URL_PATTERN
-from chronos.runtime import LocalRuntime
+from chronos.local_runtime import LocalRuntime
 from chronos.serve.app import create_app
 from chronos.settings import Settings
 from chronos.store import Store
