@@ -1,48 +1,112 @@
 """``SupervisorClient``: the :class:`chronos.backend.Backend` over Ray, for the
 REST layer. Looks the supervisor up by name and again after it restarts;
-unwraps Ray's error wrappers so the API sees Chronos errors."""
+Ray's errors come out as Chronos errors (:mod:`chronos.actors.remote`)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any, Optional
+from uuid import UUID
 
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError
 
 from chronos.errors import Unavailable
+from chronos.models import Execution, ExecutionStatus, Glance, Job, JobCreate, Overview
 
-from chronos.actors.ray_host import find_supervisor
-from chronos.actors.supervisor import BACKEND_METHODS
+from chronos.actors.remote import TIMEOUTS, ErrorTable, ray_errors, supervisor
 
 CALL_TIMEOUT = 60.0
 
 
+class _Restarting(Unavailable):
+    """The supervisor actor died under a call: Ray is restarting it."""
+
+
+_ERRORS: ErrorTable = (
+    ((RayActorError,), lambda e: _Restarting(f"the supervisor is restarting ({type(e).__name__}): try again shortly")),
+    # Not retried: the call may still complete (a create would then clash).
+    (TIMEOUTS, lambda e: Unavailable(f"the supervisor did not answer within {CALL_TIMEOUT:g}s: try again shortly")),
+)
+
+
 class SupervisorClient:
     def __init__(self, namespace: str = "chronos"):
-        self._namespace = namespace
-        self._handle = None
+        self._supervisor = supervisor(namespace)
 
-    def _supervisor(self):
-        if self._handle is None:
-            self._handle = find_supervisor(self._namespace)
-        return self._handle
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._once(method, args, kwargs)
+        except _Restarting:  # a restarted supervisor: resolve it again, once
+            return await self._once(method, args, kwargs)
 
-    def __getattr__(self, method: str):
-        if method not in BACKEND_METHODS:
-            raise AttributeError(method)
+    async def _once(self, method: str, args: tuple, kwargs: dict) -> Any:
+        with ray_errors(_ERRORS, lost=self._supervisor.forget):
+            return await asyncio.wait_for(self._supervisor.get().call.remote(method, *args, **kwargs), CALL_TIMEOUT)
 
-        async def call(*args, **kwargs):
-            for attempt in (1, 2):
-                try:
-                    ref = self._supervisor().call.remote(method, *args, **kwargs)
-                    return await asyncio.wait_for(ref, CALL_TIMEOUT)
-                except RayTaskError as e:
-                    raise (e.cause if isinstance(e.cause, Exception) else e) from None
-                except RayActorError as e:  # a restarted supervisor: resolve it again, once
-                    self._handle = None
-                    if attempt == 2:
-                        raise Unavailable(f"the supervisor is restarting ({type(e).__name__}): try again shortly") from None
-                except (GetTimeoutError, asyncio.TimeoutError):
-                    # Not retried: the call may still complete (a create would then clash).
-                    raise Unavailable(f"the supervisor did not answer within {CALL_TIMEOUT:g}s: try again shortly") from None
+    # The Backend, one line each (the supervisor actor's ``call`` checks the name).
 
-        return call
+    async def create_job(self, spec: JobCreate) -> Job:
+        return await self._call("create_job", spec)
+
+    async def get_job(self, ref: str) -> Job:
+        return await self._call("get_job", ref)
+
+    async def list_jobs(
+        self,
+        *,
+        enabled: Optional[bool] = None,
+        tags: Optional[dict[str, str]] = None,
+        search: Optional[str] = None,
+        limit: int = 100,
+        cursor: Optional[str] = None,
+    ) -> tuple[list[Job], Optional[str]]:
+        return await self._call("list_jobs", enabled=enabled, tags=tags, search=search, limit=limit, cursor=cursor)
+
+    async def replace_job(self, ref: str, spec: JobCreate) -> Job:
+        return await self._call("replace_job", ref, spec)
+
+    async def patch_job(self, ref: str, patch: dict[str, Any]) -> Job:
+        return await self._call("patch_job", ref, patch)
+
+    async def delete_job(self, ref: str) -> None:
+        return await self._call("delete_job", ref)
+
+    async def set_enabled(self, ref: str, enabled: bool) -> Job:
+        return await self._call("set_enabled", ref, enabled)
+
+    async def trigger(self, ref: str) -> Execution:
+        return await self._call("trigger", ref)
+
+    async def list_executions(
+        self,
+        ref: str,
+        *,
+        status: Optional[ExecutionStatus] = None,
+        limit: int = 50,
+        cursor: Optional[str] = None,
+    ) -> tuple[list[Execution], Optional[str]]:
+        return await self._call("list_executions", ref, status=status, limit=limit, cursor=cursor)
+
+    async def get_execution(self, ref: str, execution_id: UUID) -> Execution:
+        return await self._call("get_execution", ref, execution_id)
+
+    async def cancel_execution(self, ref: str, execution_id: UUID) -> Execution:
+        return await self._call("cancel_execution", ref, execution_id)
+
+    async def recent_executions(self, job_ids: list[UUID], per_job: int = 20) -> dict[UUID, list[Glance]]:
+        return await self._call("recent_executions", job_ids, per_job)
+
+    async def overview(self) -> Overview:
+        return await self._call("overview")
+
+    async def metrics(self) -> bytes:
+        return await self._call("metrics")
+
+    async def ready(self) -> None:
+        return await self._call("ready")
+
+
+if TYPE_CHECKING:  # mypy checks the client is a whole Backend
+    from chronos.backend import Backend
+
+    _: type[Backend] = SupervisorClient

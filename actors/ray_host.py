@@ -11,53 +11,41 @@ import asyncio
 import gc
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError
 
 from chronos.dispatcher import Dispatcher
 from chronos.egress import DEFAULT_POLICY
 from chronos.errors import Unavailable
 from chronos.host import JobHost
+from chronos.models import Execution
 
 from chronos.actors.collector import collect_between_bursts
+from chronos.actors.remote import SUPERVISOR_NAME, ErrorTable, ray_errors, supervisor
 from chronos.actors.wire import pack, unpack_assignments
 
-SUPERVISOR_NAME = "chronos-supervisor"
+__all__ = ["SUPERVISOR_NAME", "HostActor", "SupervisorLink"]
 
-
-def find_supervisor(namespace: str):
-    """The supervisor actor's handle, looked up by name."""
-    try:
-        return ray.get_actor(SUPERVISOR_NAME, namespace=namespace)
-    except ValueError:
-        raise Unavailable("the supervisor is not running (is `chronos serve` up?)") from None
+_LINK_ERRORS: ErrorTable = (
+    ((RayActorError,), lambda e: Unavailable(f"the supervisor is unreachable: {type(e).__name__}")),
+)
 
 
 class SupervisorLink:
-    """The supervisor as a host sees it, looked up by name (again after a restart)."""
+    """The supervisor as a host sees it (:class:`chronos.host.Upstream`), looked up by name
+    (again after a restart). No timeout: the host retries claims and reports on its own clock."""
 
     def __init__(self, namespace: str):
-        self._namespace = namespace
-        self._handle = None
+        self._supervisor = supervisor(namespace)
 
-    def _supervisor(self):
-        if self._handle is None:
-            self._handle = find_supervisor(self._namespace)
-        return self._handle
-
-    async def claim(self, executions):
+    async def claim(self, executions: list[Execution]) -> list[bool]:
         return await self._call("claim", pack(executions))
 
-    async def report(self, executions):
-        return await self._call("report", pack(executions))
+    async def report(self, executions: list[Execution]) -> None:
+        await self._call("report", pack(executions))
 
-    async def _call(self, method, *args):
-        try:
-            return await getattr(self._supervisor(), method).remote(*args)
-        except RayTaskError as e:
-            raise (e.cause if isinstance(e.cause, Exception) else e) from None
-        except RayActorError as e:
-            self._handle = None
-            raise Unavailable(f"the supervisor is unreachable: {type(e).__name__}") from None
+    async def _call(self, method: str, *args: bytes):
+        with ray_errors(_LINK_ERRORS, lost=self._supervisor.forget):
+            return await getattr(self._supervisor.get(), method).remote(*args)
 
 
 # No task events: a host is called by the supervisor only (reconcile checks, edits),
@@ -78,7 +66,7 @@ class HostActor:
         """Tell the supervisor this host (re)started, so it is refilled at once
         rather than at the next reconcile round (which backs off while idle)."""
         try:
-            find_supervisor(namespace).host_started.remote(self.key)
+            supervisor(namespace).get().host_started.remote(self.key)
         except Exception:  # no supervisor yet: its start checks every host anyway
             pass
 

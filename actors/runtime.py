@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Optional
+from datetime import datetime
+from typing import Any, Callable, Optional
+from uuid import UUID
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError
 
 from chronos.egress import DEFAULT_POLICY
 from chronos.errors import CapacityExhausted
+from chronos.models import Execution, Job
 from chronos.placement import JOB_PREFIX, POOL_PREFIX, Mode, Placement, is_dedicated_key, pool_key
 from chronos.runtime import HostGone
 
 from chronos.actors.ray_host import HostActor
+from chronos.actors.remote import TIMEOUTS, ErrorTable, ray_errors
 from chronos.actors.wire import pack_assignments
 
 SLOT_RESOURCE = "chronos_job_slots"
@@ -27,27 +31,43 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT = 10.0  # a host that does not answer in 10 s is treated as gone
 
 
-class RayHost:
-    """A host actor handle behind the async Host interface."""
+# A host that died, or did not answer in CALL_TIMEOUT, is gone: the supervisor recreates it.
+_HOST_ERRORS: ErrorTable = ((
+    (RayActorError, *TIMEOUTS), lambda e: HostGone(f"{type(e).__name__}: {e}")),
+)
 
-    def __init__(self, handle, forget):
+
+class RayHost:
+    """A host actor handle behind the async :class:`chronos.runtime.Host` interface."""
+
+    def __init__(self, handle: Any, forget: Callable[[], Any]):
         self._handle = handle
         self._forget = forget
 
-    def __getattr__(self, method):
-        return lambda *args, **kwargs: self._call(method, *args, **kwargs)
-
-    async def assign(self, items) -> None:
+    async def assign(self, items: list[tuple[Job, Optional[datetime], list[Execution]]]) -> None:
         await self._call("assign", pack_assignments(items))
 
-    async def _call(self, method, *args, **kwargs):
-        try:
-            return await asyncio.wait_for(getattr(self._handle, method).remote(*args, **kwargs), CALL_TIMEOUT)
-        except RayTaskError as e:
-            raise (e.cause if isinstance(e.cause, Exception) else e) from None
-        except (RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
-            self._forget()
-            raise HostGone(f"{type(e).__name__}: {e}") from None
+    async def update(self, job: Job) -> None:
+        await self._call("update", job)
+
+    async def remove(self, job_id: UUID) -> None:
+        await self._call("remove", job_id)
+
+    async def trigger(self, job_id: UUID) -> Optional[Execution]:
+        return await self._call("trigger", job_id)
+
+    async def cancel(self, job_id: UUID, execution_id: UUID, reason: str) -> Optional[Execution]:
+        return await self._call("cancel", job_id, execution_id, reason)
+
+    async def status(self, with_jobs: bool = False) -> dict[str, Any]:
+        return await self._call("status", with_jobs)
+
+    async def settle(self, timeout: float) -> bool:
+        return await self._call("settle", timeout)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        with ray_errors(_HOST_ERRORS, lost=self._forget, lost_on=(RayActorError, *TIMEOUTS)):
+            return await asyncio.wait_for(getattr(self._handle, method).remote(*args), CALL_TIMEOUT)
 
 
 class RayRuntime:

@@ -16,7 +16,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from chronos.backend import Backend
 from chronos.settings import Settings
 
-from chronos.actors.ray_host import SUPERVISOR_NAME
+from chronos.actors.remote import SUPERVISOR_NAME
 from chronos.actors.runtime import RayRuntime
 from chronos.actors.wire import unpack
 

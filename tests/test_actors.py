@@ -232,9 +232,9 @@ async def _ready(chronos):
 
 
 def _pool_key(chronos, job):
-    from chronos.runtime import host_key
+    from chronos.placement import Placement
 
-    return host_key(job, "pooled", chronos.settings.pool_size)
+    return Placement("pooled", chronos.settings.pool_size).key(job, dedicated=False)
 
 
 def _assert_no_duplicate_slots(requests):
