@@ -23,8 +23,10 @@ from chronos.models import Execution, Job, RetryPolicy, Webhook, parse_job
 from chronos.retry import judge
 from chronos.serve.app import create_app
 from chronos.settings import Settings
-from fake_backend import FakeBackend
+from chronos.backend import Backend
+from chronos.local_runtime import LocalRuntime
 from receiver import Receiver
+from test_api import _NoNetworkDispatcher
 
 DEFAULT = EgressPolicy()
 
@@ -153,13 +155,18 @@ def test_parse_job_names_webhook_url_and_the_fix():
     assert parse_job(_spec("http://169.254.169.254/")).webhook.url == "http://169.254.169.254/"
 
 
-def _client(settings: Settings, backend: FakeBackend) -> httpx.AsyncClient:
+@pytest.fixture
+async def backend(make_supervisor) -> Backend:
+    """The real supervisor, its hosts in this process; they never send a packet."""
+    return await make_supervisor(lambda s: LocalRuntime(s, dispatcher=_NoNetworkDispatcher()))
+
+
+def _client(settings: Settings, backend: Backend) -> httpx.AsyncClient:
     app = create_app(backend, settings)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
 
 
-async def test_api_rejects_denied_urls_on_create_replace_and_patch():
-    backend = FakeBackend()
+async def test_api_rejects_denied_urls_on_create_replace_and_patch(backend: Backend):
     async with _client(Settings(api_tokens=[], egress_deny_private=True), backend) as c:
         for url in ("http://169.254.169.254/", "http://[fe80::1]/", "http://metadata.google.internal/", "http://10.0.0.5/"):
             r = await c.post("/api/v1/jobs", json=_spec(url))
@@ -183,8 +190,8 @@ async def test_api_rejects_denied_urls_on_create_replace_and_patch():
         assert (await c.get("/api/v1/jobs/probe")).json()["notify"] == []
 
 
-async def test_api_allow_list_lets_an_operator_open_a_range():
-    async with _client(Settings(api_tokens=[], egress_allow=["169.254.10.0/24"]), FakeBackend()) as c:
+async def test_api_allow_list_lets_an_operator_open_a_range(backend: Backend):
+    async with _client(Settings(api_tokens=[], egress_allow=["169.254.10.0/24"]), backend) as c:
         assert (await c.post("/api/v1/jobs", json=_spec("http://169.254.10.7/"))).status_code == 201
 
 

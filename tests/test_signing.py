@@ -181,11 +181,10 @@ async def test_the_supervisor_rotates_with_stars_and_refuses_stars_with_nothing_
     assert (await supervisor.get_job("rot")).webhook.signing_secret == [new]
 
 
-async def test_the_api_generates_a_secret_it_does_not_keep():
+async def test_the_api_generates_a_secret_it_does_not_keep(supervisor):
     from chronos.serve.app import create_app
-    from fake_backend import FakeBackend
 
-    backend = FakeBackend()
+    backend = supervisor
     app = create_app(backend, Settings(api_tokens=[]))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         first, second = [await client.post("/api/v1/signing-secrets") for _ in range(2)]
