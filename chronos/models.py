@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 from chronos.durations import MAX_SECONDS, POSITIVE_TEXT_PATTERN, TEXT_PATTERN, format_duration, parse_duration
 from chronos.errors import Conflict, InvalidSchedule, ValidationError
 from chronos.times import utcnow
+from chronos.schedules import MIN_LENGTH as SCHEDULE_MIN_LENGTH
 from chronos.signing import MAX_BYTES, MIN_BYTES, PREFIX, as_list, secret_problem
 from chronos.zones import UnknownZone, check_zone, zone_names
 
@@ -572,6 +573,7 @@ _SCHEDULE_SCHEMA = {
     "`@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`); or `@every <duration>` (e.g. `@every 1h30m`). "
     "Surrounding spaces are ignored. An expression that can never fire (`0 0 30 2 *`) is refused.",
     "examples": ["0 * * * *", "*/10 * * * * *", "0 9 * * MON-FRI", "@daily", "@every 90s"],
+    "minLength": SCHEDULE_MIN_LENGTH,  # what the field allows is 1, what can be valid starts here
 }
 ScheduleExpr = Annotated[
     str, Field(min_length=1, max_length=256, json_schema_extra=_SCHEDULE_SCHEMA), AfterValidator(_check_schedule)

@@ -70,6 +70,10 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 
+#: No valid expression is shorter: the shortest macro (a cron expression has at least 9
+#: characters, and so has "@every 1s").
+MIN_LENGTH = min(len(m) for m in MACROS)
+
 _FIELD_COUNT_HINT = (
     "use 5 fields (minute hour day-of-month month day-of-week), 6 with a leading seconds field, "
     "a macro like @daily, or @every <duration>"

@@ -109,12 +109,15 @@ def durations(max_seconds: int = MAX_SECONDS, min_millis: int = 0) -> st.SearchS
 
 
 def valid_schedules() -> st.SearchStrategy[str]:
+    """Valid expressions, often of the document's boundary lengths: the shortest ("@daily")
+    and 256 characters (padded with spaces, which are ignored)."""
     expression = st.one_of(
         _cron(),
         st.sampled_from(MACROS),
         durations(min_millis=1000).map(lambda d: f"@every {d}"),  # at least 1s
     )
-    return st.tuples(st.sampled_from(["", " "]), expression, st.sampled_from(["", " "])).map("".join)
+    padded = st.tuples(st.sampled_from(["", " "]), expression, st.sampled_from(["", " "])).map("".join)
+    return st.one_of(padded, st.just("@daily"), expression.map(lambda e: e.ljust(256)))
 
 
 @st.composite
