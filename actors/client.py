@@ -11,7 +11,7 @@ from uuid import UUID
 from ray.exceptions import RayActorError
 
 from chronos.errors import Unavailable
-from chronos.models import Execution, ExecutionStatus, Glance, Job, JobCreate, Overview
+from chronos.models import Execution, Glance, Job, JobCreate, Overview
 
 from chronos.actors.remote import TIMEOUTS, ErrorTable, ray_errors, supervisor
 
@@ -51,16 +51,8 @@ class SupervisorClient:
     async def get_job(self, ref: str) -> Job:
         return await self._call("get_job", ref)
 
-    async def list_jobs(
-        self,
-        *,
-        enabled: Optional[bool] = None,
-        tags: Optional[dict[str, str]] = None,
-        search: Optional[str] = None,
-        limit: int = 100,
-        cursor: Optional[str] = None,
-    ) -> tuple[list[Job], Optional[str]]:
-        return await self._call("list_jobs", enabled=enabled, tags=tags, search=search, limit=limit, cursor=cursor)
+    async def list_jobs(self, **query: Any) -> tuple[list[Job], Optional[str]]:
+        return await self._call("list_jobs", **query)
 
     async def replace_job(self, ref: str, spec: JobCreate) -> Job:
         return await self._call("replace_job", ref, spec)
@@ -77,15 +69,8 @@ class SupervisorClient:
     async def trigger(self, ref: str) -> Execution:
         return await self._call("trigger", ref)
 
-    async def list_executions(
-        self,
-        ref: str,
-        *,
-        status: Optional[ExecutionStatus] = None,
-        limit: int = 50,
-        cursor: Optional[str] = None,
-    ) -> tuple[list[Execution], Optional[str]]:
-        return await self._call("list_executions", ref, status=status, limit=limit, cursor=cursor)
+    async def list_executions(self, ref: str, **query: Any) -> tuple[list[Execution], Optional[str]]:
+        return await self._call("list_executions", ref, **query)
 
     async def get_execution(self, ref: str, execution_id: UUID) -> Execution:
         return await self._call("get_execution", ref, execution_id)
