@@ -187,9 +187,10 @@ class Api:
         return r.json()
 
     def executions(self, job: str) -> list[dict]:
-        items, cursor = [], ""
+        items, cursor = [], None
         while True:
-            page = httpx.get(f"{self.base}/jobs/{job}/executions", params={"limit": 500, "cursor": cursor}).json()
+            params = {"limit": 500, **({"cursor": cursor} if cursor else {})}  # an empty cursor is not a cursor
+            page = httpx.get(f"{self.base}/jobs/{job}/executions", params=params).json()
             items += page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
