@@ -13,9 +13,9 @@ from typing import Any, Optional, Protocol
 from uuid import UUID
 
 from chronos.models import Execution, Job
-from chronos.placement import JOB_PREFIX, POOL_PREFIX, Placement, pool_key
+from chronos.placement import Placement
 
-__all__ = ["JOB_PREFIX", "POOL_PREFIX", "Host", "HostGone", "Placement", "Runtime", "pool_key"]
+__all__ = ["Host", "HostGone", "Placement", "Runtime"]
 
 
 class HostGone(Exception):

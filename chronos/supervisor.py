@@ -56,7 +56,8 @@ from chronos.models import (
 from chronos.host import digest
 from chronos.notifier import Notifier
 from chronos.outbox import DELIVERY_POLICY, DELIVERY_TIMEOUT, Outbox
-from chronos.runtime import JOB_PREFIX, Host, HostGone, Runtime
+from chronos.placement import is_dedicated_key
+from chronos.runtime import Host, HostGone, Runtime
 from chronos.schedules import parse_schedule
 from chronos.store import Store, parse_uuid
 
@@ -404,7 +405,7 @@ class Supervisor:
         await self._for_hosts(orphans, self._stop_orphan, "stopping the jobs")
 
     async def _stop_orphan(self, key: str) -> None:
-        if key.startswith(JOB_PREFIX):
+        if is_dedicated_key(key):
             log.warning("stopping host %s: no stored job is placed on it", key)
             await self.runtime.drop(key)
         else:
@@ -535,7 +536,7 @@ class Supervisor:
             host = await self.runtime.find(key)
             if host:
                 await self._quietly(host.remove(job.id))
-            if key.startswith(JOB_PREFIX):
+            if is_dedicated_key(key):
                 await self.runtime.drop(key)
             await self._delete(job)
 
