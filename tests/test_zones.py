@@ -66,13 +66,14 @@ async def test_a_stored_job_that_no_longer_validates_stays_usable(tmp_path):
     url = f"sqlite:///{tmp_path / 'chronos.db'}"
     first = Supervisor(Store(url))
     await first.start(LocalRuntime(first))
-    await first.create_job(parse_job(_body(schedule="* * * * * *")))
+    # Yearly, so this first server claims nothing that the second would resume.
+    await first.create_job(parse_job(_body(schedule="0 0 1 1 *")))
     await first.stop()
     first.store.close()
-    # As an older release that let "localtime" in would have stored it:
+    # As an older release that let "localtime" in would have stored it, per second:
     store = Store(url)
     with store.engine.begin() as conn:
-        conn.execute(text("UPDATE jobs SET spec = json_set(spec, '$.timezone', 'localtime')"))
+        conn.execute(text("UPDATE jobs SET spec = json_set(spec, '$.timezone', 'localtime', '$.schedule', '* * * * * *')"))
     sup = Supervisor(store)
     runtime = LocalRuntime(sup)
     await sup.start(runtime)
