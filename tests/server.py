@@ -18,6 +18,7 @@ beside the data dir. Needs nothing beyond the ``test`` extra (no psutil).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,10 +31,21 @@ import httpx
 BIN = Path(sys.executable).parent
 
 
+# Below the kernel's ephemeral range (32768+), where Ray binds its own "random" ports,
+# and above Ray's worker ports (10002-19999): a server restarted on the same port after
+# a kill -9 would otherwise find it taken by a Ray process of the new session.
+_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        port = random.choice(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Server:

@@ -5,7 +5,8 @@ then the invariants of ``bench/chaos.py`` (no slot delivered under two
 execution ids, every execution final, no job lost or changed, every missed
 slot handled per ``missed_runs`` and recorded).
 
-The short loop (one cycle, 10 jobs, about a minute) runs by default; the long
+The short loop (one cycle, 10 jobs, about a minute) is marked ``slow`` (``pytest -m slow``;
+.ci/run runs it after the suite); the long
 one (3 cycles, 50 jobs) is marked ``chaos``: ``pytest -m chaos``.
 """
 
@@ -36,6 +37,7 @@ def _assert_survived(report: dict, cycles: int) -> None:
     assert figures["deliveries"] > 0 and figures["statuses"].get("success", 0) > 0, figures
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_short_crash_loop(tmp_path):

@@ -3,7 +3,8 @@ clients while every job fires every second at a receiver on 127.0.0.1. No
 API request may fail and no slot of the window may be missed (each second of
 each job has a scheduled execution, delivered). See ``bench/load.py``.
 
-A scaled-down run (4 clients, 50 jobs, 15 s) runs by default; the full one
+A scaled-down run (4 clients, 50 jobs, 15 s) is marked ``slow`` (``pytest -m slow``;
+.ci/run runs it after the suite); the full one
 (16 clients, 1,000 jobs, 60 s) is marked ``chaos``: ``pytest -m chaos``.
 """
 
@@ -25,6 +26,7 @@ def _assert_held(report: dict) -> None:
     assert report["slots_expected"] > 0 and report["slots_missed"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
 def test_load_scaled_down(tmp_path):
