@@ -61,7 +61,7 @@ class SupervisorActor:
         gc.freeze()
 
     def __repr__(self) -> str:
-        return f"Supervisor(jobs={len(self.supervisor._jobs)})"
+        return f"Supervisor(jobs={len(self.supervisor.registry.jobs)})"
 
     async def _ready(self) -> None:
         await asyncio.shield(self._started)

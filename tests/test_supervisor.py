@@ -242,16 +242,134 @@ async def test_a_host_slow_to_answer_a_reconcile_holds_up_no_create(make_supervi
     assert set(sup.runtime.hosts) == {"chronos:job:slow", "chronos:job:meanwhile"}
 
 
+class _Hanging:
+    """A host whose assign, update and remove take 10 s to answer (Ray's call timeout),
+    as a dedicated host whose process is swapping or whose node is partitioned."""
+
+    HANG = 10.0
+
+    def __init__(self, host, started: asyncio.Event):
+        self._host, self._started = host, started
+
+    def __getattr__(self, name):
+        return getattr(self._host, name)
+
+    async def _slowly(self, call):
+        self._started.set()
+        await asyncio.sleep(self.HANG)
+        return await call
+
+    def assign(self, items):
+        return self._slowly(self._host.assign(items))
+
+    def update(self, job):
+        return self._slowly(self._host.update(job))
+
+    def remove(self, job_id):
+        return self._slowly(self._host.remove(job_id))
+
+
+class _OneHangingHost(LocalRuntime):
+    """Dedicated hosts; the one of job ``stuck`` hangs once ``hang`` is set."""
+
+    hang = False
+    started: asyncio.Event
+
+    def __init__(self, upstream):
+        super().__init__(upstream, placement="dedicated")
+        self.started = asyncio.Event()
+
+    def _maybe_hanging(self, key, host):
+        return _Hanging(host, self.started) if host is not None and self.hang and key == "chronos:job:stuck" else host
+
+    async def host(self, key):
+        return self._maybe_hanging(key, await super().host(key))
+
+    async def find(self, key):
+        return self._maybe_hanging(key, await super().find(key))
+
+
+async def test_a_host_hanging_for_its_call_timeout_holds_up_no_other_job(make_supervisor):
+    """One host takes 10 s to answer an edit of its job: meanwhile the API creates,
+    edits, deletes and reads other jobs in their normal time (the lock is never held
+    across a host call), and the hung edit completes on the host afterwards."""
+    sup = await make_supervisor(_OneHangingHost)
+    stuck, other = await create(sup, "stuck"), await create(sup, "other")
+    await create(sup, "doomed")
+    await asyncio.sleep(0)  # the background assigns
+    sup.runtime.hang = True
+    edit = asyncio.create_task(sup.patch_job("stuck", {"description": "edited"}))
+    await asyncio.wait_for(sup.runtime.started.wait(), 5)
+    began = asyncio.get_running_loop().time()
+
+    async def quick(call):
+        return await asyncio.wait_for(call, 1.0)
+
+    fresh = await quick(create(sup, "fresh"))
+    assert (await quick(sup.patch_job("other", {"description": "also edited"}))).description == "also edited"
+    await quick(sup.set_enabled("fresh", False))
+    await quick(sup.delete_job("doomed"))
+    assert (await quick(sup.get_job("other"))).description == "also edited"
+    assert [j.name for j in (await quick(sup.list_jobs()))[0]] == ["fresh", "other", "stuck"]
+    assert (await quick(sup.list_executions("other")))[0] == []
+    await quick(sup.metrics())
+    assert not edit.done() and asyncio.get_running_loop().time() - began < _Hanging.HANG
+
+    assert (await asyncio.wait_for(edit, 15)).description == "edited"
+    assert sup.runtime.hosts["chronos:job:stuck"].runners[stuck.id].job.description == "edited"
+    assert sup.runtime.hosts["chronos:job:other"].runners[other.id].job.description == "also edited"
+    assert not sup.runtime.hosts["chronos:job:fresh"].runners[fresh.id].job.enabled
+    assert "chronos:job:doomed" not in sup.runtime.hosts
+
+
+async def test_edits_of_one_job_reach_its_host_in_order_while_its_calls_are_slow(make_supervisor, monkeypatch):
+    """Edits are told to the host after the lock is released: the slow call of an earlier
+    edit must not land after a later edit's quick one, leaving the host with a stale spec."""
+    monkeypatch.setattr(_Hanging, "HANG", 0.3)
+    sup = await make_supervisor(_OneHangingHost)
+    job = await create(sup, "stuck")
+    await asyncio.sleep(0)  # the background assign
+    sup.runtime.hang = True
+    first = asyncio.create_task(sup.patch_job("stuck", {"description": "first"}))
+    await asyncio.wait_for(sup.runtime.started.wait(), 5)
+    sup.runtime.hang = False  # the next call is quick
+    await sup.patch_job("stuck", {"description": "second"})
+    await first
+    assert sup.runtime.hosts["chronos:job:stuck"].runners[job.id].job.description == "second"
+    await sup.patch_job("stuck", {"name": "renamed"})
+    assert set(sup.runtime.hosts) == {"chronos:job:renamed"}
+    assert sup.runtime.hosts["chronos:job:renamed"].runners[job.id].job.description == "second"
+
+
+async def test_an_edit_made_while_the_reconcile_refills_a_host_reaches_it(make_supervisor, monkeypatch):
+    """The reconcile gives a host its missing job outside the lock: an edit that comes
+    while that call is on its way finds the job not there yet, so the reconcile sends
+    the edited spec after its own (a host's digest counts jobs, not their specs)."""
+    monkeypatch.setattr(_Hanging, "HANG", 0.3)
+    sup = await make_supervisor(_OneHangingHost)
+    job = await create(sup, "stuck")
+    await asyncio.sleep(0)  # the background assign
+    host = sup.runtime.hosts["chronos:job:stuck"]
+    await host.remove(job.id)  # as if it restarted empty
+    sup.runtime.hang = True
+    reconcile = asyncio.create_task(sup.reconcile(every_host=True))
+    await asyncio.wait_for(sup.runtime.started.wait(), 5)
+    sup.runtime.hang = False
+    await sup.patch_job("stuck", {"description": "edited"})
+    await reconcile
+    assert host.runners[job.id].job.description == "edited"
+
+
 async def test_reconcile_checks_many_hosts_in_turn(make_supervisor, monkeypatch):
-    from chronos import supervisor as module
+    from chronos.supervisor import reconciler as module
 
     monkeypatch.setattr(module, "RECONCILE_HOSTS", 2)
     sup = await make_supervisor(lambda s: LocalRuntime(s, placement="dedicated"))
     for name in "abcde":
         await create(sup, name)
     checked = []
-    original = sup._reconcile_host
-    monkeypatch.setattr(sup, "_reconcile_host", lambda key, *rest: checked.append(key) or original(key, *rest))
+    original = sup.reconciler._reconcile_host
+    monkeypatch.setattr(sup.reconciler, "_reconcile_host", lambda key, *rest: checked.append(key) or original(key, *rest))
     for _ in range(3):
         await sup.reconcile()
     assert len(checked) == 6 and set(checked) == {f"chronos:job:{n}" for n in "abcde"}
