@@ -8,7 +8,7 @@ cross-site one also checks Chrome's network log: the console asks nothing of any
 host but its own. The browser is fenced in besides: a dead proxy for every host but
 loopback, and no DNS.
 
-The screenshots in docs/images/ are taken here (test_screenshots).
+The screenshots in docs/images/ are taken here (test_screenshots, see SCREENSHOTS).
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TOKEN = "console-test-token"
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+# Taken into a temporary folder, so a test run leaves the checkout clean;
+# CHRONOS_SCREENSHOTS=docs/images pytest tests/test_console_browser.py renews the README's pictures
+# (the whole module: the pictures show the jobs its earlier tests made).
+SCREENSHOTS = os.environ.get("CHRONOS_SCREENSHOTS")
 WAIT = 30
 
 
@@ -232,9 +235,10 @@ def test_cross_site_form_post_is_refused(browser, server, api, receiver):
     assert api.get("/api/v1/jobs/ping").json()["enabled"] is True
 
 
-def test_screenshots(browser, server, api, receiver):
+def test_screenshots(browser, server, api, receiver, tmp_path):
     """The README's pictures: an overview, a job and an execution with some history."""
-    IMAGES.mkdir(parents=True, exist_ok=True)
+    images = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    images.mkdir(parents=True, exist_ok=True)
     for name, schedule in (("billing-sync", "*/15 * * * *"), ("cache-warmup", "@every 30s"), ("weekly-digest", "0 9 * * MON")):
         api.post("/api/v1/jobs", json=job(name, receiver.url("/ok"), schedule=schedule))
     api.post("/api/v1/jobs", json=job("slow-report", receiver.url("/slow"), schedule="0 6 * * *"))
@@ -245,15 +249,15 @@ def test_screenshots(browser, server, api, receiver):
     try:
         browser.get(server.url + "/ui")
         wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#overview tr[data-job="slow-report"] .cell'), "history")
-        browser.save_screenshot(str(IMAGES / "console-overview.png"))
+        browser.save_screenshot(str(images / "console-overview.png"))
         browser.get(server.url + "/ui/jobs/ping")
-        browser.save_screenshot(str(IMAGES / "console-job.png"))
+        browser.save_screenshot(str(images / "console-job.png"))
         browser.find_element(By.CSS_SELECTOR, "#history tr[data-execution] a").click()
         wait(browser, lambda d: "/executions/" in d.current_url, "the execution page")
-        browser.save_screenshot(str(IMAGES / "console-execution.png"))
+        browser.save_screenshot(str(images / "console-execution.png"))
     finally:
         browser.set_window_size(1280, 1000)
-    assert all((IMAGES / f"console-{p}.png").stat().st_size > 10_000 for p in ("overview", "job", "execution"))
+    assert all((images / f"console-{p}.png").stat().st_size > 10_000 for p in ("overview", "job", "execution"))
 
 
 def test_phone_width_and_keyboard(browser, server):
