@@ -40,7 +40,6 @@ from chronos.settings import Settings
 from chronos.store import Store
 from chronos.supervisor import Supervisor
 from chronos.zones import zone_names
-from fake_backend import FakeBackend
 from test_api import _NoNetworkDispatcher, assert_problem, client_for, settings
 
 TOKEN = "fuzz-token-0123456789"
@@ -169,18 +168,18 @@ schemathesis.openapi.format(URL_FORMAT, webhook_urls())
 
 
 @pytest.fixture
-async def client():
-    async with client_for(create_app(FakeBackend(), settings())) as c:
+async def client(supervisor: Supervisor):
+    async with client_for(create_app(supervisor, settings())) as c:
         yield c
 
 
-async def test_the_document_validates_as_openapi_3_1(client: httpx.AsyncClient):
+async def test_the_document_validates_as_openapi_3_1(client: httpx.AsyncClient, supervisor: Supervisor):
     from openapi_spec_validator import OpenAPIV31SpecValidator
 
     doc = (await client.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
     OpenAPIV31SpecValidator(doc).validate()
-    secured = create_app(FakeBackend(), settings(api_tokens=[TOKEN])).openapi()
+    secured = create_app(supervisor, settings(api_tokens=[TOKEN])).openapi()
     OpenAPIV31SpecValidator(secured).validate()
 
 
