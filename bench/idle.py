@@ -83,6 +83,42 @@ def measure_apscheduler(jobs: int, args) -> dict:
         proc.wait(10)
 
 
+def measure_ray_floor(jobs: int, args) -> dict:
+    """What Ray alone asks of an actor that does nothing: ``jobs`` bare actors (no
+    import of ours) in a local Ray of this process; only their worker processes count."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Idle:
+        def ping(self) -> int:
+            return 1
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        actors = [Idle.remote() for _ in range(jobs)]
+        ray.get([a.ping.remote() for a in actors], timeout=300)
+        time.sleep(args.settle)
+
+        cpu, pss = windows(_titled("ray::Idle"), args.samples, args.window)
+        return row(f"Ray alone: {jobs} bare actors", cpu, pss, pss / jobs, len(actors))
+    finally:
+        ray.shutdown()
+
+
+def _titled(title: str):
+    """The processes whose title (Ray names a worker after its actor) is ``title``."""
+    def tree() -> list:
+        found = []
+        for p in psutil.process_iter():
+            try:
+                if p.cmdline()[:1] == [title]:
+                    found.append(p)
+            except psutil.Error:
+                pass
+        return found
+    return tree
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--placements", default="dedicated,auto")
@@ -92,10 +128,13 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=30.0)
     parser.add_argument("--job-slots", type=int, default=64, help="CHRONOS_JOB_SLOTS_PER_NODE")
     parser.add_argument("--label", default="", help="names the run in the table (e.g. before / after)")
+    parser.add_argument("--ray-floor", action="store_true", help="also measure as many bare Ray actors (Ray's own idle cost)")
     args = parser.parse_args()
     rows = []
-    for placement in args.placements.split(","):
+    for placement in filter(None, args.placements.split(",")):
         rows += measure_chronos(placement, args.jobs, args)
+    if args.ray_floor:
+        rows.append(measure_ray_floor(args.jobs, args))
     rows.append(measure_apscheduler(args.jobs, args))
     for r in rows:
         r["what runs"] = f"{args.label} {r['what runs']}".strip()
