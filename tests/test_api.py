@@ -1,14 +1,14 @@
 """The REST layer (``chronos.serve.app``), in-process over ASGI.
 
 Every test runs the app over the real :class:`chronos.supervisor.Supervisor` and a SQLite
-store under ``tmp_path``, its hosts in this process (``LocalRuntime``, no Ray): a fresh
-one per test (it starts in milliseconds). What the app itself must do is pinned: every
-endpoint, the problem+json answers for every error class, auth, body limits, metrics and the
-OpenAPI document. The supervisor is wrapped in :class:`Spy`, which records the calls the app
-makes and, for the error classes no in-process supervisor produces (what the Ray client
-raises, unexpected exceptions), makes one method raise. Jobs that a test fires send to a
-real receiver on 127.0.0.1 (``tests/receiver.py``); the hosts' dispatcher reaches nothing
-else (no DNS, no address but loopback).
+store, its hosts in this process (``LocalRuntime``, no Ray): one for the module, emptied
+after each test. What the app itself must do is pinned: every endpoint, the problem+json
+answers for every error class, auth, body limits, metrics and the OpenAPI document. The
+supervisor is wrapped in :class:`Spy`, which records the calls the app makes and, for the
+error classes no in-process supervisor produces (what the Ray client raises, unexpected
+exceptions), makes one method raise. Jobs that a test fires send to a real receiver on
+127.0.0.1 (``tests/receiver.py``); the hosts' dispatcher reaches nothing else (no DNS, no
+address but loopback).
 
 All API traffic stays in-process (ASGI transport, base URL 127.0.0.1).
 """
@@ -27,6 +27,7 @@ from typing import Any, AsyncIterator, Optional
 import aiohttp
 import httpx
 import pytest
+import pytest_asyncio
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -38,6 +39,7 @@ from chronos.local_runtime import LocalRuntime
 from chronos.models import Execution, ExecutionStatus, Job, Trigger
 from chronos.serve.app import create_app
 from chronos.settings import Settings
+from chronos.store import Store
 from chronos.supervisor import Supervisor
 import guide
 from receiver import Receiver
@@ -117,18 +119,34 @@ def loopback_runtime(supervisor: Supervisor) -> LocalRuntime:
     return LocalRuntime(supervisor, dispatcher=dispatcher)
 
 
-@pytest.fixture
-async def backend(make_supervisor) -> Spy:
-    return Spy(await make_supervisor(loopback_runtime))
+# One supervisor for the module, emptied after each test (every job deleted, with its history):
+# the tests run in the module's event loop, where it lives.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_supervisor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Supervisor]:
+    supervisor = Supervisor(Store(f"sqlite:///{tmp_path_factory.mktemp('api') / 'chronos.db'}"))
+    await supervisor.start(loopback_runtime(supervisor))
+    yield supervisor
+    await supervisor.stop()
+    supervisor.store.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def backend(shared_supervisor: Supervisor) -> AsyncIterator[Spy]:
+    yield Spy(shared_supervisor)
+    for job in shared_supervisor.store.all_jobs():
+        await shared_supervisor.delete_job(str(job.id))
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def client(backend: Spy) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(create_app(backend, settings())) as c:
         yield c
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def receiver() -> AsyncIterator[Receiver]:
     async with Receiver() as r:
         yield r
@@ -772,7 +790,7 @@ async def test_health_and_ready(client: httpx.AsyncClient, backend: Spy, monkeyp
 # ------------------------------------------------------------------ auth
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def secured(backend: Spy) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(backend, settings(api_tokens=["t0ken-one", "t0ken-two"]))
     async with client_for(app) as c:
