@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 from chronos.models import Job
-from chronos.schedules import EverySchedule, Schedule, parse_schedule
+from chronos.schedules import EverySchedule, Schedule, compiled
 
 MINUTE = timedelta(minutes=1)
 #: A cron schedule is walked at most this many fires ahead (one a second for a day).
@@ -35,7 +35,7 @@ def _distinct_schedules(jobs: Iterable[Job]) -> Counter[Schedule]:
     for job in jobs:
         if job.enabled:
             try:
-                found[parse_schedule(job.schedule, job.timezone, anchor=job.anchor)] += 1
+                found[compiled(job.schedule, job.timezone, job.anchor)] += 1
             except Exception:  # noqa: BLE001 - a stored row that no longer parses fires nothing
                 continue
     return found

@@ -35,7 +35,7 @@ from chronos.durations import format_duration
 from chronos.models import Attempt, Concurrency, Execution, ExecutionStatus, Job, MissedRuns, Trigger
 from chronos.retry import judge
 from chronos.errors import InvalidSchedule
-from chronos.schedules import Schedule, parse_schedule
+from chronos.schedules import Schedule, compiled
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,6 @@ class JobRunner:
         #: The first step is taken: slots missed before the start are fired or recorded.
         self.caught_up = False
         self._wake: Optional[asyncio.Future] = None  # ends the timer's sleep (see _sleep)
-        self._parsed: Optional[tuple] = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -146,11 +145,8 @@ class JobRunner:
     # ------------------------------------------------------------ timer
 
     def _schedule(self) -> Schedule:
-        """The parsed schedule, kept until the spec changes (it is asked for every slot)."""
-        key = (self.job.schedule, self.job.timezone, self.job.anchor)
-        if self._parsed is None or self._parsed[0] != key:
-            self._parsed = (key, parse_schedule(self.job.schedule, self.job.timezone, anchor=self.job.anchor))
-        return self._parsed[1]
+        """The compiled schedule (asked for every slot: from the shared cache)."""
+        return compiled(self.job.schedule, self.job.timezone, self.job.anchor)
 
     def _schedule_compiles(self) -> bool:
         """False (logged) for a stored spec that no longer validates: its timer

@@ -51,6 +51,7 @@ __all__ = [
     "CronSchedule",
     "EverySchedule",
     "Schedule",
+    "compiled",
     "is_fixed_time",
     "next_runs",
     "parse_schedule",
@@ -660,6 +661,15 @@ def parse_schedule(expression: str, timezone: str = "UTC", anchor: datetime | No
     if head == "@every":
         return _parse_every(text, timezone, anchor)
     return CronSchedule(text, timezone)
+
+
+@lru_cache(maxsize=65_536)
+def compiled(expression: str, timezone: str, anchor: datetime) -> Schedule:
+    """:func:`parse_schedule`, cached: the one compile cache of the runners, the
+    supervisor's ``next_run``, the forecast and the job model's check, so a job's schedule
+    is compiled once, not on every slot, read or load. Schedules are immutable, so equal
+    keys share one. The anchor is required: a default of "now" must not be cached."""
+    return parse_schedule(expression, timezone, anchor=anchor)
 
 
 def _parse_every(text: str, timezone: str, anchor: datetime | None) -> EverySchedule:

@@ -95,6 +95,7 @@ from chronos.models import (
     field_errors,
     joined,
     last_runs,
+    skipped_checks_pass,
 )
 
 log = logging.getLogger(__name__)
@@ -268,12 +269,18 @@ def _to_job(row: _JobRow, box: SecretBox) -> Job:
         data["anchor"] = as_utc(datetime.fromisoformat(data["anchor"]))
     for column in ("id", "name", "enabled", "tags", "created_at", "updated_at", *_RUNTIME_FIELDS):
         data[column] = getattr(row, column)
+    # Validated where it entered (API, CLI, YAML): converted here, its schedule and zone
+    # checked from caches, not compiled again.
+    job = Job.model_validate(data, context=TRUSTED)
+    if skipped_checks_pass(job):
+        return job
     try:
-        return Job.model_validate(data)
-    except PydanticValidationError as e:  # stored under an older, laxer rule: load it, say what is wrong
+        Job.model_validate(data)  # every check, to say what is wrong
+    except PydanticValidationError as e:  # stored under an older, laxer rule: load it, with its problem
         problem = joined(field_errors(e))
         log.warning("job %s no longer validates (%s): it will not fire until it is fixed", row.name, problem)
-        return Job.model_validate({**data, "problem": problem}, context=TRUSTED)
+        return job.model_copy(update={"problem": problem})
+    return job
 
 
 # Columns a report can change after the claim; the rest are fixed by it.

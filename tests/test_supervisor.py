@@ -360,6 +360,29 @@ async def test_an_edit_made_while_the_reconcile_refills_a_host_reaches_it(make_s
     assert host.runners[job.id].job.description == "edited"
 
 
+async def test_a_spec_is_validated_where_it_enters_and_not_on_internal_rebuilds(supervisor, monkeypatch):
+    """The edge (parse_job: the API's and the CLI's model) checks a job's schedule and zone;
+    building the job, writing and reading it back, listing it, the store's load and the
+    wire to a host do not check them again."""
+    from chronos import models
+    from chronos.actors.wire import pack_assignments, unpack_assignments
+
+    spec = parse_job({"name": "once", "schedule": "@every 7s", "timezone": "Europe/Paris",
+                      "webhook": {"url": "http://127.0.0.1:9/"}})
+    checks = []
+    trusted = models._trusted
+    monkeypatch.setattr(models, "_trusted", lambda info: trusted(info) or checks.append(info.field_name) or False)
+    job = await supervisor.create_job(spec)
+    await supervisor.patch_job("once", {"enabled": False})  # the merged spec is an edge of its own
+    assert sorted(checks) == ["schedule", "timezone"]
+    checks.clear()
+    await supervisor.get_job("once")
+    await supervisor.list_jobs()
+    stored = supervisor.store.get_job(job.id)
+    assert unpack_assignments(pack_assignments([(stored, None, [])]))[0][0] == stored
+    assert checks == []
+
+
 async def test_reconcile_checks_many_hosts_in_turn(make_supervisor, monkeypatch):
     from chronos.supervisor import reconciler as module
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 from uuid import UUID
 
 from chronos.errors import JobNotFound
 from chronos.host import digest
 from chronos.models import ExecutionChange, Job, last_runs
 from chronos.placement import Placement
-from chronos.schedules import parse_schedule
+from chronos.schedules import compiled
 from chronos.store import parse_uuid
 
 #: Each host's job ids and their digest (what a host's status is compared with).
@@ -39,7 +39,6 @@ class Registry:
         self._previous: Hosts = {}
         self._dedicated: frozenset[UUID] = frozenset()  # jobs on hosts of their own (auto)
         self._retired: set[str] = set()  # hosts no job is placed on any more
-        self._schedules: dict[tuple, Any] = {}
 
     def attach(self, placement: Placement, slots: int) -> None:
         self.placement, self.slots, self._hosts = placement, slots, None
@@ -85,12 +84,7 @@ class Registry:
     def with_next_run(self, job: Job) -> Job:
         if not job.enabled or job.problem:
             return job.model_copy(update={"next_run": None})
-        key = (job.schedule, job.timezone, job.anchor)
-        schedule = self._schedules.get(key)
-        if schedule is None:
-            if len(self._schedules) > 50_000:
-                self._schedules.clear()
-            schedule = self._schedules[key] = parse_schedule(job.schedule, job.timezone, anchor=job.anchor)
+        schedule = compiled(job.schedule, job.timezone, job.anchor)
         return job.model_copy(update={"next_run": schedule.next_after(datetime.now(timezone.utc))})
 
     # ------------------------------------------------------------ placement

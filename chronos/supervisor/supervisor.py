@@ -175,8 +175,7 @@ class Supervisor:
 
     async def create_job(self, spec: JobCreate) -> Job:
         check_resolved(spec)
-        now = utcnow()
-        job = Job(**spec.model_dump(), created_at=now, updated_at=now, anchor=now)
+        job = Job.from_spec(spec, utcnow())
         async with self.registry.lock:
             await self.journal.io(self.store.insert_job, job)
             self.registry.remember(job)
