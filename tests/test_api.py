@@ -112,11 +112,10 @@ class _NoNames(aiohttp.abc.AbstractResolver):
         pass
 
 
-def loopback_runtime(supervisor: Supervisor) -> LocalRuntime:
-    """Hosts in this process whose webhooks go to loopback addresses only (a guide job due
-    during a test is refused before a packet leaves)."""
-    dispatcher = Dispatcher(egress=EgressPolicy(deny_private=True, deny_public=True), resolver=_NoNames)
-    return LocalRuntime(supervisor, dispatcher=dispatcher)
+def loopback_dispatcher() -> Dispatcher:
+    """A real dispatcher that reaches loopback addresses only (a guide job due during a test
+    is refused before a packet leaves)."""
+    return Dispatcher(egress=EgressPolicy(deny_private=True, deny_public=True), resolver=_NoNames)
 
 
 # One supervisor for the module, emptied after each test (every job deleted, with its history):
@@ -126,8 +125,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_supervisor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Supervisor]:
-    supervisor = Supervisor(Store(f"sqlite:///{tmp_path_factory.mktemp('api') / 'chronos.db'}"))
-    await supervisor.start(loopback_runtime(supervisor))
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('api') / 'chronos.db'}")
+    supervisor = Supervisor(store, notify_dispatcher=loopback_dispatcher())
+    await supervisor.start(LocalRuntime(supervisor, dispatcher=loopback_dispatcher()))
     yield supervisor
     await supervisor.stop()
     supervisor.store.close()

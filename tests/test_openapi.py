@@ -10,12 +10,14 @@
   fuzzing, stateful) against the real REST app over the real in-process supervisor and a
   SQLite store, with and without API tokens: 0 failures of any kind.
 
-No webhook leaves the process: the hosts get a dispatcher that records and never sends.
+No webhook or notification leaves the process: the hosts and the supervisor's outbox get a
+dispatcher that records and never sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import threading
@@ -267,7 +269,8 @@ class ThreadedServer:
         import uvicorn
 
         self.dispatcher = _NoNetworkDispatcher()
-        self.supervisor = Supervisor(Store(f"sqlite:///{db}"))
+        # Notifications too: the fuzzed jobs name targets anywhere (DNS names included).
+        self.supervisor = Supervisor(Store(f"sqlite:///{db}"), notify_dispatcher=self.dispatcher)
         self.runtime = LocalRuntime(self.supervisor, dispatcher=self.dispatcher)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -306,9 +309,40 @@ class Run:
         self.cases = 0
         self.phases: dict[str, str] = {}
         self.finished: events.EngineFinished | None = None
+        self.left_out: set[str] = set()  # phases with failures left out (see _renamed_before)
+        self.failed_in: set[str] = set()  # phases with failures reported
+
+    def phase_passed(self, phase: str) -> bool:
+        """Schemathesis marks a phase failed for failures left out here too."""
+        status = self.phases.get(phase)
+        return status == "success" or (status == "failure" and phase in self.left_out - self.failed_in)
 
     def report(self) -> str:
         return "\n".join([*self.failures.values(), *self.errors]) or "no failures"
+
+
+def _renamed_before(recorder: Any, case_id: str) -> bool:
+    """Whether the job the failing case names was renamed earlier in its scenario: a PUT or
+    PATCH answered 200 with another name. ensure_resource_availability knows that a DELETE
+    takes a created resource away, not that a rename moves it, so it reports the 404 that
+    follows (seen: POST /jobs 201 "0", PUT /jobs/0 renaming it "b", then POST /jobs/0/enable
+    404): right, not a fault. Stateful scenarios draw their steps at random, so it came and
+    went between runs."""
+    ref = (recorder.cases[case_id].value.path_parameters or {}).get("ref")
+    for earlier, node in recorder.cases.items():
+        if earlier == case_id:
+            return False
+        case, interaction = node.value, recorder.interactions.get(earlier)
+        response = interaction.response if interaction else None
+        if (case.method.upper() in ("PUT", "PATCH") and (case.path_parameters or {}).get("ref") == ref
+                and response is not None and response.status_code == 200):
+            try:
+                job = json.loads(response.content)
+            except ValueError:  # a recorded body may be cut short
+                continue
+            if ref not in (job.get("name"), job.get("id")):
+                return True
+    return False
 
 
 def run_schemathesis(url: str, *, phases: list[str], max_examples: int, headers: dict[str, str] | None = None) -> Run:
@@ -318,10 +352,9 @@ def run_schemathesis(url: str, *, phases: list[str], max_examples: int, headers:
             "seed": 8,
             "suppress-health-check": ["too_slow", "filter_too_much"],
             "generation": {"max-examples": max_examples, "database": "none"},
-            # --checks all, but one: ensure_resource_availability found (intermittently, in the stateful
-            # phase) a job answered 201 and then 404 to POST /jobs/{name}/enable right after; not
-            # reproduced alone, not fixed yet: see docs/decisions.md. Every other check runs.
-            "checks": {"enabled": True, "ensure_resource_availability": {"enabled": False}},
+            # --checks all; of ensure_resource_availability's failures those after a rename are
+            # left out (see _renamed_before).
+            "checks": {"enabled": True},
             "phases": {name: {"enabled": name in phases} for name in ("examples", "coverage", "fuzzing", "stateful")},
             "headers": headers or {},
             "request-timeout": 30,
@@ -336,6 +369,10 @@ def run_schemathesis(url: str, *, phases: list[str], max_examples: int, headers:
                 for check in checks:
                     key = (event.recorder.label, check.name)
                     if check.status != "success" and key not in run.failures:
+                        if check.name == "ensure_resource_availability" and _renamed_before(event.recorder, case_id):
+                            run.left_out.add(str(event.phase))
+                            continue
+                        run.failed_in.add(str(event.phase))
                         case = event.recorder.cases[case_id].value
                         run.failures[key] = (
                             f"{event.phase} {event.recorder.label}: {check.name}: "
@@ -371,5 +408,5 @@ def test_schemathesis_all_checks_find_nothing(tmp_path, auth):
     assert not run.failures and not run.errors, run.report()
     assert run.finished is not None and run.finished.stop_reason == "completed"
     assert run.cases > (80 if auth else 150), run.cases
-    assert all(run.phases.get(p) == "success" for p in phases), run.phases
+    assert all(run.phase_passed(p) for p in phases), run.phases
     assert jobs  # the stateful phase really made jobs (and sent no webhook anywhere)
