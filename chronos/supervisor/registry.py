@@ -37,7 +37,7 @@ class Registry:
         self._moved = moved
         self._hosts: Optional[Hosts] = None  # see hosts
         self._previous: Hosts = {}
-        self._dedicated: frozenset[UUID] = frozenset()  # jobs on hosts of their own (auto)
+        self._dedicated: set[UUID] = set()  # jobs on hosts of their own (auto)
         self._retired: set[str] = set()  # hosts no job is placed on any more
 
     def attach(self, placement: Placement, slots: int) -> None:
@@ -53,16 +53,56 @@ class Registry:
         old = self.jobs.get(job.id)
         if old is not None and old.name != job.name:
             del self._names[old.name]
-        if old is None or old.name != job.name:  # a name places a dedicated job
-            self._hosts = None
+            self._hosts = None  # a name places a dedicated job
         self.jobs[job.id] = job
         self._names[job.name] = job.id
+        if old is None:
+            self._add(job)
 
     def forget(self, job_id: UUID) -> None:
         job = self.jobs.pop(job_id, None)
         if job is not None:
             del self._names[job.name]
+            self._remove(job)
+
+    # A create or delete that moves no other job updates the placement in place: working
+    # it out again sorts and hashes every job, a long step of the loop with 10,000 of them.
+
+    def _add(self, job: Job) -> None:
+        dedicated = self._takes_slot(job) if self._hosts is not None else None
+        if self._hosts is None or dedicated is None:
             self._hosts = None
+            return
+        if dedicated:
+            self._dedicated.add(job.id)
+        key = self.placement.key(job, dedicated)
+        ids, fingerprint = self._hosts.get(key, (set(), 0))
+        ids.add(job.id)
+        self._hosts[key] = (ids, fingerprint ^ job.id.int)  # digest() is an XOR
+
+    def _remove(self, job: Job) -> None:
+        """In place unless it frees a dedicated slot (auto: a pooled job moves) or empties a host."""
+        hosts = self._hosts
+        key = self.placement.key(job, job.id in self._dedicated)
+        held = hosts.get(key) if hosts is not None else None
+        frees_slot = self.placement.mode == "auto" and job.id in self._dedicated
+        if hosts is None or held is None or frees_slot or held[0] == {job.id}:
+            self._hosts = None
+            return
+        self._dedicated.discard(job.id)
+        held[0].discard(job.id)
+        hosts[key] = (held[0], held[1] ^ job.id.int)
+
+    def _takes_slot(self, job: Job) -> Optional[bool]:
+        """Whether a new job gets a host of its own; None if it would take an older job's."""
+        if self.placement.mode != "auto":
+            return self.placement.mode == "dedicated"
+        if len(self._dedicated) < self.slots:
+            return True  # every job has one already
+        if not self._dedicated:
+            return False  # no slot at all
+        youngest = max((self.jobs[i].created_at, i) for i in self._dedicated)
+        return None if (job.created_at, job.id) < youngest else False
 
     def find(self, ref: str | UUID) -> Job:
         """A job by id or by name, as :meth:`Store.get_job` finds it, from memory."""
@@ -95,7 +135,7 @@ class Registry:
         no job is placed on any more (a job that moved between a pool host and
         one of its own) are retired: the next reconcile round stops them."""
         if self._hosts is None:
-            self._dedicated = self.placement.dedicated(self.jobs.values(), self.slots)
+            self._dedicated = set(self.placement.dedicated(self.jobs.values(), self.slots))
             placed: dict[str, set[UUID]] = {}
             for job in self.jobs.values():
                 placed.setdefault(self.placement.key(job, job.id in self._dedicated), set()).add(job.id)
