@@ -258,6 +258,9 @@ class Supervisor:
             execution = None
         if execution is None:
             raise Unavailable(f"job {job.name} is being (re)started: try again in a few seconds")
+        # Written before the answer: a read of its Location must not find the older
+        # "pending" claim until the host's next report (the store keeps the newer state).
+        await self.report([execution])
         return execution
 
     # Reads do not flush: a host is answered only once its reports are written, so every
@@ -328,7 +331,9 @@ class Supervisor:
             # A cheap query on a reader thread: the store answers, whatever the write queue holds.
             await asyncio.wait_for(self.journal.read(self.store.schema_version), timeout=5)
         except Exception as e:
-            raise Unavailable(f"the store is not reachable: {e}") from None
+            # /ready is open without a token: the driver's text (host, user) goes to the log only.
+            log.warning("readiness check: the store is not reachable: %r", e)
+            raise Unavailable("the store is not reachable (the server's log says why)") from None
 
     # ------------------------------------------------------------ helpers
 
