@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -613,7 +614,7 @@ class JobBase(Strict):
         "recorded, not run. 0 means on time only: a slot that cannot be claimed on time is recorded as missed.",
     )
     tags: Tags = Field(default_factory=dict)
-    enabled: bool = True
+    enabled: StrictBool = True  # 0, 1 or "yes" are not booleans in JSON: refused, as the document says
     notify: NotifyTargets = Field(default_factory=list, description="Who is told when the job fails, misses slots or recovers.")
 
 
@@ -719,7 +720,7 @@ class JobUpdate(_Patch):
     missed_runs: Optional[MissedRuns] = None
     catchup_window: Optional[Duration] = None
     tags: Optional[TagsPatch] = None
-    enabled: Optional[bool] = None
+    enabled: Optional[StrictBool] = None
     notify: Optional[NotifyTargets] = Field(default=None, description="Replaces the list (RFC 7396: arrays are not merged).")
 
 
