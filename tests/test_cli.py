@@ -8,14 +8,12 @@ runs the guide's commands against a real ``chronos serve`` on Ray as well.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -29,7 +27,9 @@ import yaml
 from typer.testing import CliRunner
 
 from chronos.cli.main import app
+from chronos.settings import Settings
 import guide
+from live_server import LiveServer
 from receiver import ThreadedReceiver
 
 VENV_BIN = Path(sys.executable).parent
@@ -42,59 +42,16 @@ GUIDE_YAML = guide.heredoc("getting-started.md", "daily-report.yaml")  # the gui
 # ====================================================================== the test server
 
 
-class LiveServer:
-    """The real REST app over the real in-process supervisor (a SQLite file, job
-    hosts in this process), served by uvicorn on a free port of 127.0.0.1 from a
-    thread with its own event loop."""
-
-    def __init__(self, data_dir: Path, tokens: list[str]):
-        import uvicorn
-
-        from chronos.local_runtime import LocalRuntime
-        from chronos.serve.app import create_app
-        from chronos.settings import Settings
-        from chronos.store import Store
-        from chronos.supervisor import Supervisor
-
-        self.supervisor = Supervisor(Store(f"sqlite:///{data_dir / 'chronos.db'}"))
-        self._runtime = LocalRuntime(self.supervisor)
-        app_ = create_app(self.supervisor, Settings(api_tokens=tokens))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", lifespan="off", access_log=False))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def start(self) -> "LiveServer":
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.supervisor.start(self._runtime), self.loop).result(30)
-        self._serving = asyncio.run_coroutine_threadsafe(self.server.serve(sockets=[self.sock]), self.loop)
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert time.monotonic() < deadline, "test server did not start"
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._serving.result(15)
-        asyncio.run_coroutine_threadsafe(self.supervisor.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = LiveServer(tmp_path_factory.mktemp("cli"), []).start()
+    srv = LiveServer(tmp_path_factory.mktemp("cli") / "chronos.db", Settings(api_tokens=[])).start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory):
-    srv = LiveServer(tmp_path_factory.mktemp("cli-auth"), [TOKEN]).start()
+    srv = LiveServer(tmp_path_factory.mktemp("cli-auth") / "chronos.db", Settings(api_tokens=[TOKEN])).start()
     yield srv
     srv.stop()
 

@@ -16,14 +16,9 @@ dispatcher that records and never sends.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import socket
-import threading
-import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,12 +31,11 @@ from schemathesis.engine import events, from_schema
 from chronos.cursors import EXECUTION_CURSOR_PATTERN, JOB_CURSOR_PATTERN
 from chronos.durations import MAX_SECONDS, POSITIVE_TEXT_PATTERN, TEXT_PATTERN, parse_duration
 from chronos.models import DURATION_FORMAT, SCHEDULE_FORMAT, URL_FORMAT, URL_PATTERN
-from chronos.local_runtime import LocalRuntime
 from chronos.serve.app import create_app
 from chronos.settings import Settings
-from chronos.store import Store
 from chronos.supervisor import Supervisor
 from chronos.zones import zone_names
+from live_server import LiveServer
 from test_api import _NoNetworkDispatcher, assert_problem, client_for, settings
 
 TOKEN = "fuzz-token-0123456789"
@@ -261,44 +255,6 @@ def test_webhook_urls_generated_match_the_pattern(url: str):
 # ---------------------------------------------------------------- schemathesis
 
 
-class ThreadedServer:
-    """The REST app over a real Supervisor (SQLite file, hosts in-process, no network
-    dispatcher), served by uvicorn on 127.0.0.1 from a thread with its own loop."""
-
-    def __init__(self, db: Path, settings: Settings):
-        import uvicorn
-
-        self.dispatcher = _NoNetworkDispatcher()
-        # Notifications too: the fuzzed jobs name targets anywhere (DNS names included).
-        self.supervisor = Supervisor(Store(f"sqlite:///{db}"), notify_dispatcher=self.dispatcher)
-        self.runtime = LocalRuntime(self.supervisor, dispatcher=self.dispatcher)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        app = create_app(self.supervisor, settings)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> "ThreadedServer":
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.supervisor.start(self.runtime), self.loop).result(60)
-        self.serving = asyncio.run_coroutine_threadsafe(self.server.serve(sockets=[self.sock]), self.loop)
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "test server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.serving.result(30)
-        asyncio.run_coroutine_threadsafe(self.supervisor.stop(), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.sock.close()
-
-
 class Run:
     """What one Schemathesis run found: every failed check (one line per operation and
     check, with the request that failed it), errors, and how much it did."""
@@ -420,7 +376,8 @@ def test_schemathesis_all_checks_find_nothing(tmp_path, auth):
         kwargs: dict[str, Any] = dict(phases=phases, max_examples=3, headers={"Authorization": f"Bearer {TOKEN}"})
     else:
         kwargs = dict(phases=phases, max_examples=8)
-    with ThreadedServer(tmp_path / "chronos.db", server_settings) as server:
+    # No webhook or notification is sent: the fuzzed jobs name targets anywhere (DNS names included).
+    with LiveServer(tmp_path / "chronos.db", server_settings, _NoNetworkDispatcher()) as server:
         run = run_schemathesis(server.url, **kwargs)
         jobs = server.supervisor.store.all_jobs()
     assert not run.failures and not run.errors, run.report()
@@ -437,7 +394,7 @@ def test_schemathesis_coverage_phase_finds_nothing(tmp_path):
     states), left out above for its time: minutes in Schemathesis's generation for
     POST /schedules/validate. Marked slow: .ci/run runs it after the suite."""
     settings = Settings(api_tokens=[], max_body_bytes=256 * 1024, open_metrics=True)
-    with ThreadedServer(tmp_path / "chronos.db", settings) as server:
+    with LiveServer(tmp_path / "chronos.db", settings, _NoNetworkDispatcher()) as server:
         run = run_schemathesis(server.url, phases=["coverage"], max_examples=8)
     assert not run.failures and not run.errors, run.report()
     assert run.finished is not None and run.finished.stop_reason == "completed"
